@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
 
 from otelprof import environment_variables as ev
 
@@ -89,15 +89,21 @@ def validate(config: ProfilerConfig) -> None:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
     exporter = config.exporter
     if exporter.protocol not in PROTOCOLS:
-        raise ConfigError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {exporter.protocol!r}")
+        raise ConfigError(
+            f"protocol must be one of {', '.join(PROTOCOLS)}, got {exporter.protocol!r}"
+        )
     if exporter.compression not in COMPRESSIONS:
         raise ConfigError(
             f"compression must be one of {', '.join(COMPRESSIONS)}, got {exporter.compression!r}"
         )
     if not 0 < exporter.timeout_seconds <= 600:
-        raise ConfigError(f"timeout must be between 0 and 600 seconds, got {exporter.timeout_seconds!r}")
+        raise ConfigError(
+            f"timeout must be between 0 and 600 seconds, got {exporter.timeout_seconds!r}"
+        )
     if not exporter.endpoint.startswith(("http://", "https://")):
-        raise ConfigError(f"endpoint must start with http:// or https://, got {exporter.endpoint!r}")
+        raise ConfigError(
+            f"endpoint must start with http:// or https://, got {exporter.endpoint!r}"
+        )
 
 
 # --- environment parsing: a bad value logs once and falls back ------------------------------
@@ -158,7 +164,9 @@ def parse_headers(raw: str) -> Dict[str, str]:
         key, sep, value = pair.partition("=")
         key = unquote(key.strip()).lower()
         if not sep or not key:
-            _logger.warning("otelprof: ignoring malformed OTLP header %r (expected key=value)", pair)
+            _logger.warning(
+                "otelprof: ignoring malformed OTLP header %r (expected key=value)", pair
+            )
             continue
         headers[key] = unquote(value.strip())
     return headers
@@ -191,8 +199,10 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
                 if protocol == "grpc"
                 else DEFAULT_HTTP_ENDPOINT + HTTP_PROFILES_PATH
             )
-    elif protocol != "grpc" and isinstance(endpoint, str) and not endpoint.rstrip("/").endswith(
-        HTTP_PROFILES_PATH
+    elif (
+        protocol != "grpc"
+        and isinstance(endpoint, str)
+        and not endpoint.rstrip("/").endswith(HTTP_PROFILES_PATH)
     ):
         # An explicit base URL such as http://collector:4318 means the standard profiles path.
         endpoint = endpoint.rstrip("/") + HTTP_PROFILES_PATH
@@ -276,9 +286,7 @@ _EXPORTER_KEYS = frozenset(
 )
 
 
-def resolve_config(
-    environ: Optional[Mapping[str, str]] = None, **explicit: object
-) -> ProfilerConfig:
+def resolve_config(environ: Optional[Mapping[str, str]] = None, **explicit: Any) -> ProfilerConfig:
     """Build the configuration: explicit arguments win, then the environment, then defaults.
 
     A bad environment value logs one warning and keeps the default; a bad explicit argument
@@ -294,8 +302,10 @@ def resolve_config(
 
     def pick(key: str, env_name: str, parse: Callable[[str], T]) -> T:
         if key in explicit:
-            return explicit[key]  # type: ignore[return-value]
-        return _env_number(env, env_name, getattr(default, key), parse, key)
+            value: T = explicit[key]
+            return value
+        fallback: T = getattr(default, key)
+        return _env_number(env, env_name, fallback, parse, key)
 
     output_dir = explicit.get("output_dir") or env.get(ev.OTEL_PYTHON_PROFILER_OUTPUT_DIR) or None
     resource_attributes = explicit.get("resource_attributes") or {}
@@ -310,8 +320,8 @@ def resolve_config(
         shutdown_timeout_seconds=pick(
             "shutdown_timeout_seconds", ev.OTEL_PYTHON_PROFILER_SHUTDOWN_TIMEOUT, float
         ),
-        service_name=explicit.get("service_name") or None,  # type: ignore[arg-type]
-        resource_attributes=dict(resource_attributes),  # type: ignore[call-overload]
+        service_name=explicit.get("service_name") or None,
+        resource_attributes=dict(resource_attributes),
         exporter=exporter,
     )
     validate(config)

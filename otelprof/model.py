@@ -10,7 +10,9 @@ Attributes = Tuple[Tuple[str, AttributeValue], ...]
 """Sorted ``(key, value)`` pairs: hashable, and equal whatever order they were given in."""
 
 
-def attributes(mapping: Optional[Mapping[str, AttributeValue]] = None, /, **kw: AttributeValue) -> Attributes:
+def attributes(
+    mapping: Optional[Mapping[str, AttributeValue]] = None, /, **kw: AttributeValue
+) -> Attributes:
     """Turn a mapping (and/or keywords) into the canonical sorted tuple form."""
     merged = dict(mapping or {})
     merged.update(kw)
@@ -25,11 +27,12 @@ class Frame:
     filename: str
     line: int = 0
     start_line: int = 0
-    # "cpython" for real Python frames; synthetic frames ([gc], [truncated], [idle]) say so.
+    # The semantic-convention frame type (``profile.frame.type``); every frame the agent sees,
+    # the synthetic ones ([gc], [truncated]) included, belongs to the CPython interpreter.
     frame_type: str = "cpython"
 
 
-TRUNCATED_FRAME = Frame("[truncated]", "", 0, 0, "synthetic")
+TRUNCATED_FRAME = Frame("[truncated]", "", 0, 0)
 """Placed at the root end of a stack cut at the depth limit, so the cut is visible."""
 
 Stack = Tuple[Frame, ...]
@@ -62,6 +65,14 @@ class ValueType:
 
 CPU_NANOS = ValueType("cpu", "nanoseconds")
 WALL_NANOS = ValueType("wall", "nanoseconds")
+
+
+@dataclass(frozen=True)
+class SampleTag:
+    """What a sampler learned about the context of a sample besides its stack."""
+
+    link: Optional[SpanLink] = None
+    attributes: Attributes = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,146 @@
+"""The ``otelprof`` command: ``run`` a program under the profiler, read profiles with ``top``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from typing import Dict, List, Optional, Sequence
+
+from otelprof import environment_variables as ev
+from otelprof.config import PROTOCOLS, ConfigError, resolve_config
+from otelprof.version import __version__
+
+BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
+
+_RUN_EPILOG = """\
+examples:
+  otelprof run -- python app.py
+  otelprof run --output profiles/ -- python -m mypackage.server
+  otelprof run --service-name checkout --endpoint http://collector:4317 -- gunicorn app:app
+
+The program runs in place of this command (same process id, exit code and signals). Every
+setting also has an environment variable (see docs/configuration.md); flags win.
+"""
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otelprof run",
+        description="Run a program with the profiler on.",
+        epilog=_RUN_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--service-name", help="service.name of the profiles (OTEL_SERVICE_NAME)")
+    parser.add_argument("--endpoint", help="OTLP endpoint, e.g. http://localhost:4317")
+    parser.add_argument("--protocol", choices=PROTOCOLS, help="OTLP protocol (default grpc)")
+    parser.add_argument("--headers", help="OTLP headers, key1=value1,key2=value2")
+    parser.add_argument(
+        "--output", metavar="DIR", help="write *.otlp.pb files to DIR instead of sending"
+    )
+    parser.add_argument("--rate", type=float, metavar="HZ", help="samples per second (default 100)")
+    parser.add_argument(
+        "--export-interval",
+        type=float,
+        metavar="SECONDS",
+        help="seconds between exports (default 10)",
+    )
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments")
+    return parser
+
+
+def _program(command: List[str]) -> List[str]:
+    """``-m pkg`` and ``script.py`` run under this interpreter; anything else runs as given."""
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        return []
+    if command[0] == "-m" or command[0].endswith(".py"):
+        return [sys.executable, *command]
+    return command
+
+
+def build_run_environment(args: argparse.Namespace, environ: Dict[str, str]) -> Dict[str, str]:
+    """The child's environment: our settings as env vars, the bootstrap first on PYTHONPATH.
+
+    Raises ConfigError for a bad flag, so the user hears about it before the program starts.
+    """
+    explicit = {
+        "service_name": args.service_name,
+        "endpoint": args.endpoint,
+        "protocol": args.protocol,
+        "output_dir": os.path.abspath(args.output) if args.output else None,
+        "sampling_rate_hz": args.rate,
+        "export_interval_seconds": args.export_interval,
+    }
+    config = resolve_config(environ, **explicit)  # validates the flags
+    env = dict(environ)
+    env[ev.OTEL_PYTHON_PROFILER_ENABLED] = "true"
+    if args.service_name:
+        env["OTEL_SERVICE_NAME"] = args.service_name
+    if args.endpoint:
+        env["OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT"] = config.exporter.endpoint
+    if args.protocol:
+        env["OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL"] = args.protocol
+    if args.headers:
+        env["OTEL_EXPORTER_OTLP_PROFILES_HEADERS"] = args.headers
+    if config.output_dir:
+        env[ev.OTEL_PYTHON_PROFILER_OUTPUT_DIR] = config.output_dir
+    if args.rate is not None:
+        env[ev.OTEL_PYTHON_PROFILER_SAMPLING_RATE] = repr(config.sampling_rate_hz)
+    if args.export_interval is not None:
+        env[ev.OTEL_PYTHON_PROFILER_EXPORT_INTERVAL] = repr(config.export_interval_seconds)
+    if args.log_level:
+        env[ev.OTEL_PYTHON_PROFILER_LOG_LEVEL] = args.log_level
+    path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
+    env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *path])
+    return env
+
+
+def run(argv: Sequence[str]) -> int:  # noqa: RET503 (ends in exec)
+    parser = _run_parser()
+    args = parser.parse_args(list(argv))
+    command = _program(args.command)
+    if not command:
+        parser.error("no program given; usage: otelprof run [options] -- COMMAND [ARGS...]")
+    try:
+        env = build_run_environment(args, dict(os.environ))
+    except ConfigError as error:
+        parser.error(str(error))
+    if args.output:
+        os.makedirs(args.output, exist_ok=True)
+    executable = shutil.which(command[0], path=env.get("PATH"))
+    if executable is None:
+        sys.stderr.write(f"otelprof run: command not found: {command[0]}\n")
+        return 127
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # exec, not a child process: the program keeps our pid, so signals from a supervisor
+    # (systemd, Kubernetes, a shell's Ctrl-C) and the exit code reach it unchanged.
+    os.execve(executable, command, env)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    usage = (
+        "usage: otelprof {run,top} ...\n"
+        "  run [options] -- COMMAND...   run a program with the profiler on\n"
+        "  top [options] PATH...         hottest functions in .otlp.pb files\n"
+        "  --version                     print the version\n"
+    )
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(usage)
+        return 0 if args else 2
+    if args[0] == "--version":
+        sys.stdout.write(f"otelprof {__version__}\n")
+        return 0
+    if args[0] == "run":
+        return run(args[1:])
+    if args[0] == "top":
+        from otelprof.top import main_top
+
+        return main_top(args[1:])
+    sys.stderr.write(f"otelprof: unknown command {args[0]!r}\n{usage}")
+    return 2

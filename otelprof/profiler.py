@@ -1,0 +1,203 @@
+"""The Profiler: wires samplers, the export processor and the exporter; survives fork and exit."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
+
+from otelprof.builder import build_request
+from otelprof.config import ProfilerConfig, resolve_config
+from otelprof.export import create_exporter
+from otelprof.export.base import ProfileExporter
+from otelprof.model import Profile
+from otelprof.processor import ExportProcessor
+from otelprof.resource import resolve_resource
+from otelprof.samplers.stack import StackSampler, snapshot_to_profiles
+from otelprof.version import __version__
+
+if TYPE_CHECKING:
+    from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+        ExportProfilesServiceRequest,
+    )
+    from opentelemetry.sdk.resources import Resource
+
+_logger = logging.getLogger("otelprof")
+
+SCOPE_NAME = "otelprof"
+
+ProfileSource = Callable[[], List[Profile]]
+"""Something besides the stack sampler that contributes profiles at each export."""
+
+_LIVE: weakref.WeakSet[Profiler] = weakref.WeakSet()
+
+
+class Profiler:
+    """Always-on profiling of this process; ``with Profiler(...):`` or ``start()``/``stop()``.
+
+    Settings are keyword arguments of :func:`otelprof.config.resolve_config` (explicit values
+    win over the environment); a bad explicit value raises :class:`~otelprof.config.ConfigError`
+    here. Once constructed, nothing the profiler does raises into the application.
+    """
+
+    def __init__(
+        self,
+        config: Optional[ProfilerConfig] = None,
+        *,
+        exporter: Optional[ProfileExporter] = None,
+        resource: Optional[Resource] = None,
+        **settings: Any,
+    ) -> None:
+        if config is None:
+            config = resolve_config(**settings)
+        elif settings:
+            config = config.replace(**settings)
+        self.config = config
+        self._own_exporter = exporter is None
+        self.exporter = exporter if exporter is not None else create_exporter(config)
+        self._explicit_resource = resource
+        self._resource: Optional[Resource] = resource
+        self._lock = threading.RLock()
+        self._sources: List[ProfileSource] = []
+        self._started = False
+        self._atexit_registered = False
+        self.sampler = StackSampler(
+            interval_seconds=1.0 / config.sampling_rate_hz, max_depth=config.max_stack_depth
+        )
+        self.processor = ExportProcessor(
+            collect=self.collect,
+            exporter=self.exporter,
+            interval_seconds=config.export_interval_seconds,
+            queue_size=config.queue_size,
+            timeout_seconds=config.exporter.timeout_seconds,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> Profiler:
+        """Start sampling and exporting; calling it again is harmless."""
+        with self._lock:
+            if self._started:
+                return self
+            try:
+                self.sampler.start()
+                self.processor.start()
+            except Exception:
+                _logger.exception("otelprof: could not start the profiler; the application runs on")
+                self.sampler.stop()
+                return self
+            self._started = True
+            _LIVE.add(self)
+            if not self._atexit_registered:
+                atexit.register(self._at_exit)
+                self._register_multiprocessing_hook()
+                self._atexit_registered = True
+            _logger.debug("otelprof: profiling at %g Hz", self.config.sampling_rate_hz)
+        return self
+
+    def stop(self, timeout_seconds: Optional[float] = None) -> None:
+        """Stop sampling, export what was collected (within the deadline), release resources."""
+        with self._lock:
+            if not self._started:
+                return
+            self._started = False
+            _LIVE.discard(self)
+        timeout = (
+            self.config.shutdown_timeout_seconds if timeout_seconds is None else timeout_seconds
+        )
+        try:
+            self.sampler.stop()
+            self.processor.shutdown(timeout)
+        except Exception:
+            _logger.exception("otelprof: error while stopping the profiler")
+
+    @property
+    def running(self) -> bool:
+        return self._started
+
+    def force_flush(self, timeout_seconds: float = 10.0) -> bool:
+        """Export what has been collected so far; True when it was all sent in time."""
+        try:
+            return self.processor.force_flush(timeout_seconds)
+        except Exception:
+            _logger.exception("otelprof: flush failed")
+            return False
+
+    def __enter__(self) -> Profiler:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def add_source(self, source: ProfileSource) -> None:
+        """Add profiles from another engine (precise or memory windows) to every export."""
+        self._sources.append(source)
+
+    # -- collection (runs on the exporter thread) ------------------------------------------------
+
+    @property
+    def resource(self) -> Resource:
+        if self._resource is None:
+            self._resource = resolve_resource(
+                self.config.service_name, self.config.resource_attributes
+            )
+        return self._resource
+
+    def collect(self) -> Optional[ExportProfilesServiceRequest]:
+        """Drain every source into one request (None when nothing at all was recorded)."""
+        snapshot = self.sampler.drain()
+        period = int(1e9 / self.config.sampling_rate_hz)
+        profiles = snapshot_to_profiles(snapshot, period) if snapshot.ticks else []
+        for source in list(self._sources):
+            try:
+                profiles.extend(source())
+            except Exception:
+                _logger.exception("otelprof: a profile source failed; its data is skipped")
+        if not profiles:
+            return None
+        return build_request(profiles, self.resource, SCOPE_NAME, __version__)
+
+    # -- process events ------------------------------------------------------------------------
+
+    def _at_exit(self) -> None:
+        self.stop()
+
+    def _after_fork_in_child(self) -> None:
+        """The child inherits no threads: start fresh ones and drop the parent's data."""
+        try:
+            self.sampler.reset_after_fork()
+            exporter = create_exporter(self.config) if self._own_exporter else self.exporter
+            self.exporter = exporter
+            self.processor.reset_after_fork(exporter)
+            # A forked worker is a new service instance unless the application says otherwise.
+            self._resource = self._explicit_resource
+            self._lock = threading.RLock()
+            self._started = False
+            self.start()
+        except Exception:
+            _logger.exception("otelprof: could not restart profiling in the forked child")
+
+    def _register_multiprocessing_hook(self) -> None:
+        # multiprocessing's fork children leave through os._exit(), skipping atexit; its own
+        # finalizers do run, so register one in each child (the registry is cleared at fork).
+        try:
+            from multiprocessing import util
+        except ImportError:
+            return
+
+        def child_hook(profiler: Profiler) -> None:
+            util.Finalize(profiler, profiler.stop, exitpriority=100)
+
+        util.register_after_fork(self, child_hook)
+
+
+def _after_fork_in_child() -> None:
+    for profiler in list(_LIVE):
+        profiler._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

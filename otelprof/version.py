@@ -1,0 +1,3 @@
+"""The agent's version, reported as the instrumentation scope version."""
+
+__version__ = "0.1.0"
