@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from otelprof.builder import build_request
 from otelprof.config import ProfilerConfig, resolve_config
 from otelprof.export import create_exporter
 from otelprof.export.base import ProfileExporter
-from otelprof.model import Profile
+from otelprof.model import Profile, ValueType
 from otelprof.processor import ExportProcessor
 from otelprof.resource import resolve_resource
 from otelprof.samplers.stack import StackSampler, snapshot_to_profiles
@@ -158,7 +159,7 @@ class Profiler:
                 _logger.exception("otelprof: a profile source failed; its data is skipped")
         if not profiles:
             return None
-        return build_request(profiles, self.resource, SCOPE_NAME, __version__)
+        return build_request(merge_profiles(profiles), self.resource, SCOPE_NAME, __version__)
 
     # -- process events ------------------------------------------------------------------------
 
@@ -192,6 +193,37 @@ class Profiler:
             util.Finalize(profiler, profiler.stop, exitpriority=100)
 
         util.register_after_fork(self, child_hook)
+
+
+def merge_profiles(profiles: List[Profile]) -> List[Profile]:
+    """One profile per (sample type, period type, period): sources add to the sampler's cpu/wall.
+
+    Backends show one flame graph per profile type, so e.g. the ``[gc]`` samples of the GC
+    source must land in the same ``cpu`` profile as the stack sampler's.
+    """
+    groups: Dict[Tuple[ValueType, ValueType, int], List[Profile]] = {}
+    for profile in profiles:
+        groups.setdefault((profile.sample_type, profile.period_type, profile.period), []).append(
+            profile
+        )
+    merged = []
+    for group in groups.values():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        start = min(p.start_unix_nano for p in group)
+        end = max(p.start_unix_nano + p.duration_nano for p in group)
+        attributes = dict(a for p in group for a in p.attributes)
+        merged.append(
+            dataclasses.replace(
+                group[0],
+                start_unix_nano=start,
+                duration_nano=end - start,
+                samples=tuple(s for p in group for s in p.samples),
+                attributes=tuple(sorted(attributes.items())),
+            )
+        )
+    return merged
 
 
 def _after_fork_in_child() -> None:
