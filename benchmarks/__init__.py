@@ -1,0 +1,1 @@
+"""On-demand benchmarks: agent overhead and accuracy against bare runs and peer profilers."""

@@ -1,0 +1,216 @@
+"""The configurations a workload runs under: bare, otelprof, and peer profilers.
+
+Each configuration says how to build the command line, whether it is available here, and how to
+read its output back as samples. To benchmark a new agent setting (say, with precise windows on),
+add one :class:`Config` to :data:`CONFIGS`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Mapping, Optional
+
+from benchmarks import profiles
+from benchmarks.capture_server import CaptureServer
+
+HERE = Path(__file__).resolve().parent
+LAUNCH = str(HERE / "launch.py")
+RATE_HZ = 100
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything one run needs to build its command and find its output."""
+
+    python: str
+    workload: List[str]  # the script and its arguments
+    out_dir: Path
+    mode: str  # "cpu" or "wall": what an accuracy run reads; overhead runs use "cpu"
+    run_id: str
+    capture: Optional[CaptureServer] = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """One way of running a workload."""
+
+    name: str
+    description: str
+    argv: Callable[[RunContext], List[str]]
+    env: Callable[[RunContext], Mapping[str, str]] = field(default=lambda ctx: {})
+    # None when usable here, else the reason it is not (reported as "not available").
+    missing: Callable[[], Optional[str]] = field(default=lambda: None)
+    # Reads the run's profile for accuracy; None for configurations measured for cost only.
+    read: Optional[Callable[[RunContext], profiles.Samples]] = None
+    # Profiles from another process: its CPU is not the target's (reported separately).
+    out_of_process: bool = False
+
+
+def _module_missing(module: str, extra: str = "bench") -> Callable[[], Optional[str]]:
+    def check() -> Optional[str]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ImportError:  # a missing parent package
+            found = False
+        return (
+            None if found else f"python module {module!r} not installed (pip install '.[{extra}]')"
+        )
+
+    return check
+
+
+def _py(ctx: RunContext) -> List[str]:
+    return [ctx.python, *ctx.workload]
+
+
+# --- otelprof --------------------------------------------------------------------------------
+
+
+def _otelprof_missing() -> Optional[str]:
+    reason = _module_missing("otelprof.cli", extra="dev")()
+    if reason:
+        return reason
+    probe = subprocess.run(
+        [sys.executable, "-m", "otelprof", "run", "--help"], capture_output=True, check=False
+    )
+    return None if probe.returncode == 0 else "`otelprof run` not available yet"
+
+
+def _otelprof_read(ctx: RunContext) -> profiles.Samples:
+    return profiles.read_otlp_files(ctx.out_dir / "otelprof", ctx.mode)
+
+
+OTELPROF = Config(
+    name="otelprof",
+    description="otelprof run at its defaults (always-on sampler, files out)",
+    argv=lambda ctx: [
+        ctx.python,
+        "-m",
+        "otelprof",
+        "run",
+        "--output",
+        str(ctx.out_dir / "otelprof"),
+        "--",
+        *_py(ctx),
+    ],
+    missing=_otelprof_missing,
+    read=_otelprof_read,
+)
+
+# --- py-spy (out of process) ------------------------------------------------------------------
+
+
+def _pyspy_bin() -> Optional[str]:
+    local = Path(sys.executable).parent / "py-spy"
+    return str(local) if local.exists() else shutil.which("py-spy")
+
+
+def _pyspy_argv(ctx: RunContext) -> List[str]:
+    binary = _pyspy_bin() or "py-spy"
+    idle = ["--idle"] if ctx.mode == "wall" else []
+    return [
+        binary,
+        "record",
+        "--rate",
+        str(RATE_HZ),
+        "--nonblocking",
+        *idle,
+        "-o",
+        str(ctx.out_dir / "py-spy.txt"),
+        "-f",
+        "raw",
+        "--",
+        *_py(ctx),
+    ]
+
+
+PYSPY = Config(
+    name="py-spy",
+    description=f"py-spy record --rate {RATE_HZ} --nonblocking -f raw (--idle for wall)",
+    argv=_pyspy_argv,
+    missing=lambda: None if _pyspy_bin() else "py-spy not installed (pip install '.[bench]')",
+    read=lambda ctx: profiles.read_collapsed(ctx.out_dir / "py-spy.txt"),
+    out_of_process=True,
+)
+
+# --- in-process peers through benchmarks/launch.py -------------------------------------------
+
+
+def _launch(peer: str) -> Callable[[RunContext], List[str]]:
+    def argv(ctx: RunContext) -> List[str]:
+        server = ctx.capture.url if ctx.capture else "http://127.0.0.1:9"
+        return [
+            ctx.python,
+            LAUNCH,
+            peer,
+            "--mode",
+            ctx.mode,
+            "--rate",
+            str(RATE_HZ),
+            "--server",
+            server,
+            "--app",
+            ctx.run_id,
+            "--out",
+            str(ctx.out_dir / peer),
+            "--",
+            *ctx.workload,
+        ]
+
+    return argv
+
+
+def _pyroscope_read(ctx: RunContext) -> profiles.Samples:
+    if ctx.capture is None:
+        raise RuntimeError("pyroscope needs the capture server")
+    return ctx.capture.take(ctx.run_id)
+
+
+PYROSCOPE = Config(
+    name="pyroscope-io",
+    description="pyroscope-io in-process (rust sampler, 100 Hz) uploading to a loopback server",
+    argv=_launch("pyroscope"),
+    missing=_module_missing("pyroscope"),
+    read=_pyroscope_read,
+)
+
+BARE = Config(name="bare", description="no profiler", argv=_py)
+
+# Cost references only (tracing profilers, or not installed by default).
+PYINSTRUMENT = Config(
+    name="pyinstrument",
+    description=f"pyinstrument, interval {1000 // RATE_HZ} ms (tracing hook, samples on events)",
+    argv=_launch("pyinstrument"),
+    missing=_module_missing("pyinstrument"),
+)
+YAPPI_WALL = Config(
+    name="yappi-wall",
+    description="yappi, wall clock, all threads (a tracing profiler)",
+    argv=_launch("yappi-wall"),
+    missing=_module_missing("yappi"),
+)
+YAPPI_CPU = Config(
+    name="yappi-cpu",
+    description="yappi, CPU clock, all threads (a tracing profiler)",
+    argv=_launch("yappi-cpu"),
+    missing=_module_missing("yappi"),
+)
+DDTRACE = Config(
+    name="ddtrace",
+    description="ddtrace profiler at its defaults (uploads to a loopback agent port)",
+    argv=_launch("ddtrace"),
+    missing=_module_missing("ddtrace.profiling", extra="ddtrace"),
+)
+
+CONFIGS: Dict[str, Config] = {
+    c.name: c
+    for c in (BARE, OTELPROF, PYSPY, PYROSCOPE, PYINSTRUMENT, YAPPI_WALL, YAPPI_CPU, DDTRACE)
+}
+# What `run_all.py` runs unless told otherwise: the agent and the peers the targets name.
+DEFAULT_OVERHEAD = ("bare", "otelprof", "py-spy", "pyroscope-io")
+DEFAULT_ACCURACY = ("otelprof", "py-spy", "pyroscope-io")

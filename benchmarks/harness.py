@@ -1,0 +1,162 @@
+"""Runs workloads under configurations, interleaved, and measures CPU, wall and accuracy.
+
+One run = one child process. Its CPU comes from ``os.wait4`` (user+sys of the child and every
+descendant it reaped); the workload itself reports the CPU and wall of its work phase, its own
+process total, and its children's (the load generator), so an out-of-process profiler's own CPU
+is what is left over. Rounds go round-robin over the configurations (rotating the order each
+round) so slow drifts in machine load hit every configuration alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from benchmarks import accuracy
+from benchmarks.capture_server import CaptureServer
+from benchmarks.configs import Config, RunContext
+
+RESULT_ENV = "OTELPROF_BENCH_RESULT"
+WORKLOADS_DIR = Path(__file__).resolve().parent / "workloads"
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A script with its arguments; ``modes`` non-empty makes it an accuracy workload."""
+
+    name: str
+    script: str
+    args: Sequence[str] = ()
+    modes: Sequence[str] = ()  # sample types with ground truth: "cpu", "wall"
+    expected_seconds: float = 20.0
+
+    def argv(self) -> List[str]:
+        return [str(WORKLOADS_DIR / self.script), *self.args]
+
+
+@dataclass
+class Run:
+    """What one run measured (seconds unless named otherwise)."""
+
+    workload: str
+    config: str
+    mode: str
+    round: int
+    ok: bool = False
+    error: Optional[str] = None
+    cpu: float = 0.0  # whole run, every process except the load generator
+    work_cpu: float = 0.0  # the target process during the work phase
+    work_wall: float = 0.0
+    profiler_cpu: float = 0.0  # in-process profiler threads + any out-of-process profiler
+    external_cpu: float = 0.0  # processes other than the target (py-spy; `otelprof run`'s parent)
+    elapsed: float = 0.0  # harness clock, start to exit
+    accuracy: Optional[Dict[str, Any]] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def run_once(
+    workload: Workload,
+    config: Config,
+    mode: str,
+    round_number: int,
+    capture: Optional[CaptureServer],
+    python: str,
+    keep_dir: Optional[Path] = None,
+) -> Run:
+    """Run ``workload`` once under ``config``; never raises for a failed run."""
+    run = Run(workload=workload.name, config=config.name, mode=mode, round=round_number)
+    out_dir = Path(tempfile.mkdtemp(prefix=f"otelprof-bench-{config.name}-"))
+    run_id = f"bench-{os.getpid()}-{workload.name}-{config.name}-{mode}-{round_number}"
+    ctx = RunContext(python, workload.argv(), out_dir, mode, run_id, capture)
+    result_path = out_dir / "result.json"
+    env = dict(os.environ)
+    env.update(config.env(ctx))
+    env[RESULT_ENV] = str(result_path)
+    try:
+        run = _measure(run, ctx, config, env, result_path, workload.expected_seconds)
+        if run.ok and config.read is not None and mode in workload.modes:
+            truth = json.loads(result_path.read_text())["truth"][mode]
+            run.accuracy = accuracy.evaluate(config.read(ctx), truth)
+    except Exception as exc:  # one bad run must not lose the others
+        run.ok, run.error = False, f"{type(exc).__name__}: {exc}"
+    finally:
+        if keep_dir is not None:
+            shutil.copytree(out_dir, keep_dir / run_id, dirs_exist_ok=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
+    return run
+
+
+def _measure(
+    run: Run,
+    ctx: RunContext,
+    config: Config,
+    env: Dict[str, str],
+    result_path: Path,
+    expected_seconds: float,
+) -> Run:
+    argv = config.argv(ctx)
+    log_path = ctx.out_dir / "output.log"
+    started = time.perf_counter()
+    with log_path.open("wb") as log:
+        child = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A hung run is killed well after any plausible duration (tracing peers run ~40x slower).
+        killer = threading.Timer(expected_seconds * 60 + 120, child.kill)
+        killer.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            killer.cancel()
+        child.returncode = os.waitstatus_to_exitcode(status)
+    run.elapsed = time.perf_counter() - started
+    total = usage.ru_utime + usage.ru_stime
+    if child.returncode != 0 or not result_path.exists():
+        tail = log_path.read_text(errors="replace")[-600:].strip()
+        run.error = f"exit {child.returncode}: {tail}"
+        return run
+    report = json.loads(result_path.read_text())
+    children = report["children_cpu_seconds"]
+    run.cpu = total - children
+    run.work_cpu = report["work_cpu_seconds"]
+    run.work_wall = report["work_wall_seconds"]
+    run.external_cpu = max(0.0, total - report["process_cpu_seconds"] - children)
+    run.profiler_cpu = report["background_cpu_seconds"] + (
+        run.external_cpu if config.out_of_process else 0.0
+    )
+    run.extra = dict(report.get("extra", {}))
+    run.extra["background_threads"] = report["background_threads"]
+    run.ok = True
+    return run
+
+
+def interleave(
+    workload: Workload,
+    configs: Sequence[Config],
+    rounds: int,
+    mode: str,
+    capture: Optional[CaptureServer],
+    python: str,
+    progress: Optional[Any] = None,
+    keep_dir: Optional[Path] = None,
+) -> List[Run]:
+    """``rounds`` rounds; each runs every configuration once, the order rotated per round."""
+    runs: List[Run] = []
+    for number in range(rounds):
+        shift = number % len(configs)
+        for config in [*configs[shift:], *configs[:shift]]:
+            run = run_once(workload, config, mode, number, capture, python, keep_dir)
+            runs.append(run)
+            if progress is not None:
+                progress(run)
+    return runs
+
+
+def runs_to_json(runs: Sequence[Run]) -> List[Dict[str, Any]]:
+    return [asdict(run) for run in runs]

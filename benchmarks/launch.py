@@ -1,0 +1,115 @@
+"""Runs a workload script under an in-process peer profiler (pyroscope-io, pyinstrument, yappi).
+
+Usage: ``python benchmarks/launch.py PEER [--mode cpu|wall] [--server URL] [--app NAME]
+[--out PATH] -- workload.py [args...]``. The peer starts before the workload's ``__main__`` runs
+and stops (flushing its data) after it, the way each peer's documentation starts it in a service.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import runpy
+import sys
+from typing import Callable, Iterator
+
+
+@contextlib.contextmanager
+def _pyroscope(args: argparse.Namespace) -> Iterator[None]:
+    import pyroscope
+
+    wall = args.mode == "wall"
+    # Defaults are pyroscope-io's own (100 Hz, on-CPU, GIL holder only); wall mode samples every
+    # thread whether or not it runs, as its docs advise for wall-clock profiles.
+    pyroscope.configure(
+        application_name=args.app,
+        server_address=args.server,
+        sample_rate=args.rate,
+        oncpu=not wall,
+        gil_only=not wall,
+    )
+    try:
+        yield
+    finally:
+        pyroscope.shutdown()
+
+
+@contextlib.contextmanager
+def _pyinstrument(args: argparse.Namespace) -> Iterator[None]:
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=1.0 / args.rate, async_mode="disabled")
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(profiler.output_text())
+
+
+def _yappi(clock: str) -> Callable[[argparse.Namespace], contextlib.AbstractContextManager[None]]:
+    @contextlib.contextmanager
+    def run(args: argparse.Namespace) -> Iterator[None]:
+        import yappi
+
+        yappi.set_clock_type(clock)
+        yappi.start(builtins=False, profile_threads=True)
+        try:
+            yield
+        finally:
+            yappi.stop()
+            stats = yappi.get_func_stats()
+            if args.out:
+                stats.save(args.out, type="pstat")
+            yappi.clear_stats()
+
+    return run
+
+
+@contextlib.contextmanager
+def _ddtrace(args: argparse.Namespace) -> Iterator[None]:
+    from ddtrace.profiling import Profiler
+
+    profiler = Profiler()
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop(flush=False)
+
+
+PEERS = {
+    "pyroscope": _pyroscope,
+    "pyinstrument": _pyinstrument,
+    "yappi-wall": _yappi("wall"),
+    "yappi-cpu": _yappi("cpu"),
+    "ddtrace": _ddtrace,
+}
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("peer", choices=sorted(PEERS))
+    parser.add_argument("--mode", choices=("cpu", "wall"), default="cpu")
+    parser.add_argument("--rate", type=int, default=100)
+    parser.add_argument("--server", default="http://127.0.0.1:9")
+    parser.add_argument("--app", default="otelprof-bench")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv[:split])
+    script = argv[split + 1 :]
+    if not script:
+        parser.error("missing the workload script after --")
+    # Make the workload see the world as `python script.py args` would show it.
+    sys.argv = list(script)
+    sys.path[0] = os.path.dirname(os.path.abspath(script[0]))
+    with PEERS[args.peer](args):
+        runpy.run_path(script[0], run_name="__main__")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Shared by the benchmark workloads: the work-phase measurement and the result file."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import threading
+import time
+from typing import Any, Dict, Optional
+
+# The harness names the file each workload writes its measurements to.
+RESULT_ENV = "OTELPROF_BENCH_RESULT"
+
+
+def _rusage_cpu(who: int) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def task_cpu_seconds() -> Dict[int, float]:
+    """CPU time of every OS thread of this process (Python or native), by thread id.
+
+    schedstat gives nanoseconds; the stat fallback has clock-tick resolution.
+    """
+    out: Dict[int, float] = {}
+    ticks = os.sysconf("SC_CLK_TCK")
+    for name in os.listdir("/proc/self/task"):
+        tid = int(name)
+        try:
+            with open(f"/proc/self/task/{name}/schedstat") as f:
+                out[tid] = int(f.read().split()[0]) / 1e9
+        except (OSError, ValueError, IndexError):
+            try:
+                with open(f"/proc/self/task/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[tid] = (int(fields[11]) + int(fields[12])) / ticks
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+class WorkPhase:
+    """Measures the work phase: process CPU, wall, and the CPU of threads that predate it.
+
+    Threads that exist when the phase starts (other than the caller) belong to whatever
+    was loaded before the workload: a profiler's sampler and exporter threads. Their CPU
+    over the phase is the profiler's own in-process cost, measured directly.
+    """
+
+    def __enter__(self) -> WorkPhase:
+        self._caller = threading.get_native_id()
+        self._before = {t: c for t, c in task_cpu_seconds().items() if t != self._caller}
+        self._cpu0 = _rusage_cpu(resource.RUSAGE_SELF)
+        self._wall0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall_seconds = time.perf_counter() - self._wall0
+        self.cpu_seconds = _rusage_cpu(resource.RUSAGE_SELF) - self._cpu0
+        after = task_cpu_seconds()
+        self.background_cpu_seconds = sum(
+            max(0.0, after[t] - c) for t, c in self._before.items() if t in after
+        )
+        self.background_threads = len(self._before)
+
+
+def report(
+    phase: WorkPhase,
+    truth: Optional[Dict[str, Dict[str, float]]] = None,
+    extra: Optional[Dict[str, Any]] = None,
+) -> None:
+    """Write the measurements as JSON to the harness's file (or stdout when run by hand)."""
+    result = {
+        "work_cpu_seconds": phase.cpu_seconds,
+        "work_wall_seconds": phase.wall_seconds,
+        "background_cpu_seconds": phase.background_cpu_seconds,
+        "background_threads": phase.background_threads,
+        "process_cpu_seconds": _rusage_cpu(resource.RUSAGE_SELF),
+        "children_cpu_seconds": _rusage_cpu(resource.RUSAGE_CHILDREN),
+        "truth": truth or {},
+        "extra": extra or {},
+    }
+    path = os.environ.get(RESULT_ENV)
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f)
+    else:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+
+
+def scaled(count: int, scale: float) -> int:
+    """A fixed amount of work, scaled for quick runs (never below one unit)."""
+    return max(1, round(count * scale))

@@ -1,0 +1,176 @@
+"""Overhead workload: a Flask service on a real loopback server, driven by a fixed request count.
+
+Four endpoints do the work a small service does: SQL queries on an in-memory SQLite database,
+JSON encoding and decoding, and Jinja2 templates. Requests come from a separate load-generator
+process, so the profiled process only serves. Spans are created through the OpenTelemetry Flask
+instrumentation when it is installed, as in the services the agent is made for.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from typing import Any, Dict, List, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import WorkPhase, report, scaled
+from flask import Flask, jsonify, render_template_string, request
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+# Calibrated so a bare run takes about 20 s on the benchmark machine.
+REQUESTS = 11000
+PAGE = """<html><body><h1>Category {{ category }}</h1><table>
+{% for item in items %}<tr><td>{{ item.id }}</td><td>{{ item.name|title }}</td>
+<td>{{ "%.2f"|format(item.price) }}</td><td>{{ item.tags|join(", ") }}</td></tr>{% endfor %}
+</table><p>{{ items|length }} items, total {{ "%.2f"|format(total) }}</p></body></html>"""
+
+
+class Database:
+    """One in-memory SQLite connection shared by the request threads, like a pool of one."""
+
+    def __init__(self) -> None:
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.lock = threading.Lock()
+
+    def query(self, sql: str, params: Tuple[Any, ...]) -> List[sqlite3.Row]:
+        with self.lock:
+            return self.conn.execute(sql, params).fetchall()
+
+    def insert(self, sql: str, params: Tuple[Any, ...]) -> None:
+        with self.lock:
+            self.conn.execute(sql, params)
+            self.conn.commit()
+
+
+def seed_database() -> Database:
+    database = Database()
+    conn = database.conn
+    conn.executescript(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, category INTEGER, price REAL,"
+        " tags TEXT); CREATE INDEX items_category ON items(category);"
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total REAL, digest TEXT);"
+    )
+    conn.executemany(
+        "INSERT INTO items (name, category, price, tags) VALUES (?, ?, ?, ?)",
+        [
+            (f"item number {i}", i % 7, (i * 37 % 1000) / 10, f"t{i % 5},t{i % 11}")
+            for i in range(2000)
+        ],
+    )
+    conn.commit()
+    return database
+
+
+def create_app(database: Database) -> Flask:
+    app = Flask("bench")
+
+    @app.get("/items")
+    def list_items() -> Any:
+        limit = int(request.args.get("limit", 20))
+        rows = database.query(
+            "SELECT id, name, price, tags FROM items WHERE price > ? ORDER BY price DESC LIMIT ?",
+            (limit, limit),
+        )
+        return jsonify(items=[dict(row) for row in rows], count=len(rows))
+
+    @app.get("/items/<int:item_id>")
+    def get_item(item_id: int) -> Any:
+        rows = database.query("SELECT * FROM items WHERE id = ?", (item_id,))
+        return jsonify(dict(rows[0]))
+
+    @app.get("/page")
+    def page() -> Any:
+        category = int(request.args.get("category", 0))
+        rows = database.query(
+            "SELECT id, name, price, tags FROM items WHERE category = ? LIMIT 60", (category,)
+        )
+        items = [dict(row, tags=row["tags"].split(",")) for row in rows]
+        return render_template_string(
+            PAGE, category=category, items=items, total=sum(i["price"] for i in items)
+        )
+
+    @app.post("/orders")
+    def create_order() -> Any:
+        order: Dict[str, Any] = request.get_json()
+        skus = [line["sku"] for line in order["lines"]]
+        prices = {
+            row["name"]: row["price"]
+            for row in database.query("SELECT name, price FROM items WHERE id <= ?", (len(skus),))
+        }
+        total = sum(line["qty"] * (prices.get(line["sku"], 9.99)) for line in order["lines"])
+        digest = hashlib.sha256(repr(sorted(skus)).encode()).hexdigest()
+        database.insert(
+            "INSERT INTO orders (customer, total, digest) VALUES (?, ?, ?)",
+            (order["customer"], total, digest),
+        )
+        return jsonify(total=round(total, 2), digest=digest, lines=len(skus))
+
+    return app
+
+
+def instrument(app: Flask) -> bool:
+    """Trace requests with the OpenTelemetry SDK (no exporter) when the packages are present."""
+    try:
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+    except ImportError:
+        return False
+    FlaskInstrumentor().instrument_app(app, tracer_provider=TracerProvider())  # type: ignore[no-untyped-call]
+    return True
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--no-otel", action="store_true", help="serve without span creation")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    requests = scaled(REQUESTS, args.scale) // args.concurrency * args.concurrency
+    database = seed_database()
+    app = create_app(database)
+    traced = False if args.no_otel else instrument(app)
+    # HTTP/1.1 keeps connections alive, as a service behind a proxy sees them.
+    WSGIRequestHandler.protocol_version = "HTTP/1.1"
+    loadgen = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen.py")
+    # No OTEL_*/PYTHON* variables and no site hooks: no profiler follows into the client.
+    client_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL", "PYTHON"))}
+    with WorkPhase() as phase:
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        serving = threading.Thread(target=server.serve_forever, name="bench-server", daemon=True)
+        serving.start()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-I",
+                "-S",
+                loadgen,
+                "--port",
+                str(server.server_port),
+                "--requests",
+                str(requests),
+                "--concurrency",
+                str(args.concurrency),
+            ],
+            env=client_env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        server.shutdown()
+        server.server_close()
+    database.conn.close()
+    if done.returncode != 0:
+        sys.exit(f"web_service: load generator failed: {done.stderr.strip()}")
+    report(phase, extra={"requests": requests, "traced": traced})
+
+
+if __name__ == "__main__":
+    main()
