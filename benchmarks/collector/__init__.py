@@ -1,0 +1,1 @@
+"""Throughput benchmark of collector_processor against the real OpenTelemetry Collector."""
