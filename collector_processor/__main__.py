@@ -1,0 +1,72 @@
+"""Command line: ``otelprof-collector --config FILE [--set key::path=value] [--validate]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+from collector_processor import __version__
+from collector_processor.confparse import ConfigError, parse_duration
+
+__all__ = ["main"]
+
+DEFAULT_SHUTDOWN_TIMEOUT = "15s"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="otelprof-collector",
+        description="Receive OTLP profiles, attach resource attributes, queue durably and "
+        "forward them to OTLP backends. The config uses the OpenTelemetry Collector's dialect.",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="YAML config file; repeat to merge several (later files win)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY::PATH=VALUE",
+        help="override one key after the files are merged, e.g. "
+        "--set exporters::otlp_grpc::endpoint=backend:4317 (value read as YAML)",
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        default=DEFAULT_SHUTDOWN_TIMEOUT,
+        metavar="DURATION",
+        help="on SIGTERM/SIGINT, how long to drain the sending queues (default %(default)s)",
+    )
+    parser.add_argument(
+        "--validate",
+        action="store_true",
+        help="check the configuration, print 'config OK' and exit",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    # Imported here so --help and --version stay fast.
+    from collector_processor.app import run
+    from collector_processor.config import load_config
+
+    try:
+        shutdown_timeout = parse_duration(args.shutdown_timeout, "--shutdown-timeout")
+        config = load_config(args.config, args.set)
+    except ConfigError as exc:
+        print(f"otelprof-collector: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.validate:
+        print("config OK")
+        return 0
+    return run(config, shutdown_timeout_seconds=shutdown_timeout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Exporters: OTLP/gRPC, OTLP/HTTP and the OTLP JSON file writer."""

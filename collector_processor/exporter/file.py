@@ -1,0 +1,94 @@
+"""The ``file`` exporter: one OTLP JSON request per line, rotated by size like lumberjack."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+from pathlib import Path
+from typing import IO, Optional
+
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
+
+from collector_processor import otlp_json
+from collector_processor.errors import PermanentError, RetryableError
+from collector_processor.exporter.config import FileExporterConfig
+
+__all__ = ["FileExporter", "backup_name"]
+
+MEGABYTE = 1024 * 1024
+
+
+def backup_name(path: Path, when: datetime.datetime) -> Path:
+    """``name-2006-01-02T15-04-05.000.ext``: the backup naming of the Collector's file exporter."""
+    stamp = when.strftime("%Y-%m-%dT%H-%M-%S.") + f"{when.microsecond // 1000:03d}"
+    return path.with_name(f"{path.stem}-{stamp}{path.suffix}")
+
+
+class FileExporter:
+    """Appends each request as a line; writes happen on a worker thread, one at a time."""
+
+    def __init__(self, exporter_id: str, config: FileExporterConfig) -> None:
+        self.id = exporter_id
+        self.config = config
+        self.path = Path(config.path)
+        self._file: Optional[IO[bytes]] = None
+        self._size = 0
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._open()
+
+    def _open(self) -> None:
+        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across writes
+        self._size = self._file.tell()
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        # UTC, as lumberjack's default (localtime: false).
+        now = datetime.datetime.now(datetime.timezone.utc)
+        os.replace(self.path, backup_name(self.path, now))
+        self._prune()
+        self._open()
+
+    def _prune(self) -> None:
+        if self.config.max_backups == 0:
+            return  # 0 keeps every backup, as lumberjack
+        pattern = f"{self.path.stem}-*{self.path.suffix}"
+        backups = sorted(self.path.parent.glob(pattern))
+        for old in backups[: -self.config.max_backups]:
+            old.unlink(missing_ok=True)
+
+    def _write(self, line: bytes) -> None:
+        assert self._file is not None
+        limit = self.config.max_megabytes * MEGABYTE
+        if self.config.rotation and self._size and self._size + len(line) > limit:
+            self._rotate()
+        assert self._file is not None
+        self._file.write(line)
+        # Flushed to the OS before the queue forgets the item: survives a crash of the service.
+        self._file.flush()
+        self._size += len(line)
+
+    async def export(self, payload: bytes) -> None:
+        request = ExportProfilesServiceRequest()
+        try:
+            request.ParseFromString(payload)
+        except Exception as exc:
+            raise PermanentError(f"stored request is not readable: {exc}") from None
+        line = (otlp_json.dumps(request) + "\n").encode("utf-8")
+        async with self._lock:
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self._write, line)
+            except OSError as exc:
+                raise RetryableError(f"cannot write {self.path}: {exc.strerror}") from None
+
+    async def shutdown(self) -> None:
+        async with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None

@@ -1,0 +1,1 @@
+"""Extensions: file_storage (persistent queues), health_check, bearertokenauth."""

@@ -1,0 +1,110 @@
+"""OTLP/JSON for profiles requests: protobuf JSON mapping with ids as hex, as the OTLP spec says.
+
+``google.protobuf.json_format`` writes ``bytes`` fields as base64, but OTLP/JSON writes trace,
+span and profile ids as lowercase hex. :func:`dumps` writes hex; :func:`loads` accepts both
+(the lengths tell them apart: 16 id bytes are 32 hex characters but 24 base64 characters).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Callable, Dict, Union
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
+
+from collector_processor.errors import InvalidRequestError
+
+__all__ = ["dumps", "loads"]
+
+# (container key, id key, id length in bytes); both JSON spellings of each key are accepted.
+_LINK_IDS = (("traceId", "trace_id", 16), ("spanId", "span_id", 8))
+_PROFILE_ID = ("profileId", "profile_id", 16)
+
+Convert = Callable[[str, int, str], str]
+
+
+def _field(obj: Dict[str, Any], camel: str, snake: str) -> Any:
+    return obj.get(camel, obj.get(snake))
+
+
+def _walk_ids(document: Dict[str, Any], convert: Convert) -> None:
+    dictionary = _field(document, "dictionary", "dictionary")
+    if isinstance(dictionary, dict):
+        links = _field(dictionary, "linkTable", "link_table")
+        for index, link in enumerate(links if isinstance(links, list) else []):
+            if isinstance(link, dict):
+                for camel, snake, size in _LINK_IDS:
+                    _convert_key(
+                        link, camel, snake, size, f"dictionary.link_table[{index}]", convert
+                    )
+    resources = _field(document, "resourceProfiles", "resource_profiles")
+    for r_index, resource in enumerate(resources if isinstance(resources, list) else []):
+        scopes = (
+            _field(resource, "scopeProfiles", "scope_profiles")
+            if isinstance(resource, dict)
+            else None
+        )
+        for s_index, scope in enumerate(scopes if isinstance(scopes, list) else []):
+            profiles = _field(scope, "profiles", "profiles") if isinstance(scope, dict) else None
+            for p_index, profile in enumerate(profiles if isinstance(profiles, list) else []):
+                if isinstance(profile, dict):
+                    where = f"resource_profiles[{r_index}].scope_profiles[{s_index}]"
+                    where += f".profiles[{p_index}]"
+                    camel, snake, size = _PROFILE_ID
+                    _convert_key(profile, camel, snake, size, where, convert)
+
+
+def _convert_key(
+    obj: Dict[str, Any], camel: str, snake: str, size: int, where: str, convert: Convert
+) -> None:
+    for key in (camel, snake):
+        value = obj.get(key)
+        if isinstance(value, str) and value:
+            obj[key] = convert(value, size, f"{where}.{snake}")
+
+
+def _hex_to_base64(value: str, size: int, where: str) -> str:
+    if len(value) != 2 * size:
+        return value  # not hex of the right length: leave it to the base64 reader
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        return value
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _base64_to_hex(value: str, size: int, where: str) -> str:
+    # json_format always writes valid base64 here.
+    return base64.b64decode(value).hex()
+
+
+def dumps(request: ExportProfilesServiceRequest) -> str:
+    """One line of OTLP JSON (no newline) for ``request``."""
+    document = json_format.MessageToDict(request, use_integers_for_enums=True)
+    _walk_ids(document, _base64_to_hex)
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: Union[str, bytes]) -> ExportProfilesServiceRequest:
+    """Parse OTLP JSON; unknown fields are ignored (OTLP asks receivers to tolerate them)."""
+    try:
+        document = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequestError(f"invalid JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidRequestError("invalid OTLP JSON: the top level must be an object")
+    _walk_ids(document, _hex_to_base64)
+    request = ExportProfilesServiceRequest()
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except (json_format.ParseError, ValueError, TypeError) as exc:
+        raise InvalidRequestError(f"invalid OTLP JSON: {_short(str(exc))}") from exc
+    return request
+
+
+def _short(message: str, limit: int = 300) -> str:
+    return message if len(message) <= limit else message[:limit] + "..."

@@ -1,0 +1,106 @@
+"""Merging config files, ``--set key::path=value`` overrides and ``${env:NAME}`` expansion."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Dict, List, Mapping, Union
+
+import yaml
+
+from collector_processor.confparse import PATH_SEPARATOR, ConfigError
+
+__all__ = ["apply_set", "expand_env", "merge"]
+
+_ENV_REFERENCE = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_WHOLE_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
+
+
+def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
+    """Deep-merge as the Collector merges ``--config`` files: maps merge, anything else replaces."""
+    result = dict(base)
+    for key, value in update.items():
+        current = result.get(key)
+        if isinstance(current, Mapping) and isinstance(value, Mapping):
+            result[key] = merge(current, value)
+        else:
+            result[key] = value
+    return result
+
+
+def apply_set(config: Mapping[str, Any], assignment: str) -> Dict[str, Any]:
+    """Apply ``a::b::c=value``; ``value`` is read as YAML, list items are addressed by index."""
+    path_text, sep, value_text = assignment.partition("=")
+    if not sep or not path_text:
+        raise ConfigError("", f"--set {assignment!r}: expected key::path=value")
+    keys = path_text.split(PATH_SEPARATOR)
+    try:
+        value = yaml.safe_load(value_text) if value_text else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(path_text, f"--set value is not valid YAML: {exc}") from exc
+    result = dict(config)
+    _assign(result, keys, value, path_text)
+    return result
+
+
+def _assign(
+    container: Union[Dict[str, Any], List[Any]], keys: List[str], value: Any, path: str
+) -> None:
+    key, rest = keys[0], keys[1:]
+    if isinstance(container, list):
+        if not key.isdigit() or int(key) > len(container):
+            raise ConfigError(
+                path, f"--set: {key!r} is not a valid index for a list of {len(container)}"
+            )
+        index = int(key)
+        if index == len(container):
+            container.append({})
+        if not rest:
+            container[index] = value
+            return
+        child = _copy(container[index])
+        container[index] = child
+        _assign(child, rest, value, path)
+        return
+    if not rest:
+        container[key] = value
+        return
+    child = _copy(container.get(key))
+    container[key] = child
+    _assign(child, rest, value, path)
+
+
+def _copy(node: Any) -> Union[Dict[str, Any], List[Any]]:
+    """A shallow copy to write into, so overrides never alter the caller's mapping."""
+    if isinstance(node, list):
+        return list(node)
+    if isinstance(node, Mapping):
+        return dict(node)
+    return {}
+
+
+def expand_env(value: Any) -> Any:
+    """Replace ``${env:NAME}`` / ``${env:NAME:-default}`` in strings; ``$$`` is a literal ``$``."""
+    if isinstance(value, Mapping):
+        return {key: expand_env(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [expand_env(item) for item in value]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        return os.environ.get(name, default if default is not None else "")
+
+    expanded = _ENV_REFERENCE.sub(substitute, value)
+    if _WHOLE_REFERENCE.match(value):
+        # As the Collector: a value that is one reference takes the type its text reads as.
+        try:
+            parsed = yaml.safe_load(expanded) if expanded else expanded
+        except yaml.YAMLError:
+            return expanded
+        if isinstance(parsed, (str, int, float, bool)):
+            return parsed
+    return expanded

@@ -1,0 +1,89 @@
+"""Pipelines: processors in order, then fan-out to every exporter's sending chain.
+
+A request is accepted only when it is written to the queue of every exporter of every pipeline
+that receives it (and, for an exporter without a queue, actually sent). Slots in all queues are
+reserved before anything is written, so a full queue turns the whole request away (retryable)
+instead of delivering it to some backends only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import List, Sequence
+
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
+
+from collector_processor.errors import RefusedError
+from collector_processor.processor.base import Processor
+from collector_processor.sending.sender import ExporterSender
+from collector_processor.telemetry import Metrics
+
+__all__ = ["Fanout", "Pipeline"]
+
+
+class Pipeline:
+    def __init__(
+        self,
+        name: str,
+        processors: Sequence[tuple[str, Processor]],
+        exporters: Sequence[ExporterSender],
+        metrics: Metrics,
+    ) -> None:
+        self.name = name
+        self.processors = list(processors)
+        self.exporters = list(exporters)
+        self._refused = metrics.counter(
+            "processor_refused_requests_total", "Requests a processor turned away (retryable)."
+        )
+
+    async def consume(self, request: ExportProfilesServiceRequest) -> None:
+        for processor_id, processor in self.processors:
+            try:
+                processor.process(request)
+            except RefusedError:
+                self._refused.inc(processor=processor_id, pipeline=self.name)
+                raise
+        payload = request.SerializeToString()
+        queued = [exporter for exporter in self.exporters if exporter.queued]
+        reserved: List[ExporterSender] = []
+        try:
+            for exporter in queued:
+                exporter.reserve()
+                reserved.append(exporter)
+        except RefusedError:
+            for exporter in reserved:
+                exporter.release()
+            raise
+        direct = [exporter.send_now(payload) for exporter in self.exporters if not exporter.queued]
+        results = await asyncio.gather(
+            *(exporter.enqueue(payload) for exporter in queued), *direct, return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+
+class Fanout:
+    """What a receiver calls: every pipeline that lists the receiver gets the request."""
+
+    def __init__(self, pipelines: Sequence[Pipeline]) -> None:
+        self.pipelines = list(pipelines)
+
+    async def consume(self, request: ExportProfilesServiceRequest) -> None:
+        if len(self.pipelines) == 1:
+            await self.pipelines[0].consume(request)
+            return
+        copies = []
+        for _ in self.pipelines[1:]:
+            copy = ExportProfilesServiceRequest()
+            copy.CopyFrom(request)  # processors change requests in place
+            copies.append(copy)
+        results = await asyncio.gather(
+            *(pipe.consume(req) for pipe, req in zip(self.pipelines, [request, *copies])),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result

@@ -1,0 +1,1 @@
+"""Processors applied in pipeline order: resource, resourcedetection, memory_limiter."""

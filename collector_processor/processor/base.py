@@ -1,0 +1,22 @@
+"""The processor contract: transform or refuse a request in place, in pipeline order."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
+
+__all__ = ["Processor"]
+
+
+class Processor(Protocol):
+    """``process`` runs on the event loop: it must be quick and must not block."""
+
+    async def start(self) -> None: ...
+
+    def process(self, request: ExportProfilesServiceRequest) -> None:
+        """Change ``request`` in place, or raise RefusedError to turn it away (retryable)."""
+
+    async def shutdown(self) -> None: ...

@@ -1,0 +1,148 @@
+"""OTLP/HTTP: ``POST /v1development/profiles``, protobuf or JSON, optionally gzip, on aiohttp."""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from typing import Optional
+
+from aiohttp import web
+from google.protobuf import json_format
+from google.rpc import code_pb2, status_pb2
+
+from collector_processor import otlp_json
+from collector_processor.auth import BearerTokenAuth
+from collector_processor.errors import InvalidRequestError
+from collector_processor.receiver.config import HttpServerConfig, split_endpoint
+from collector_processor.receiver.ingest import Ingest, Outcome, Result, parse_protobuf
+
+__all__ = ["HttpReceiverServer", "gunzip_limited"]
+
+logger = logging.getLogger(__name__)
+
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+GRACE_SECONDS = 5.0  # requests in flight at shutdown get this long to finish
+HTTP_STATUS = {
+    Outcome.INVALID: (400, code_pb2.INVALID_ARGUMENT),
+    Outcome.REFUSED: (503, code_pb2.UNAVAILABLE),
+    Outcome.UNAUTHENTICATED: (401, code_pb2.UNAUTHENTICATED),
+    Outcome.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
+    Outcome.UNSUPPORTED: (415, code_pb2.INVALID_ARGUMENT),
+}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def gunzip_limited(body: bytes, limit: int) -> bytes:
+    """Decompress gzip (all members) without ever holding more than ``limit`` bytes of output."""
+    output = bytearray()
+    data = body
+    while data:
+        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            output += decompressor.decompress(data, limit + 1 - len(output))
+        except zlib.error as exc:
+            raise InvalidRequestError(f"invalid gzip body: {exc}") from None
+        if len(output) > limit or decompressor.unconsumed_tail:
+            raise BodyTooLarge(f"decompressed body exceeds max_request_body_size ({limit} bytes)")
+        if not decompressor.eof:
+            raise InvalidRequestError("invalid gzip body: truncated")
+        data = decompressor.unused_data
+    return bytes(output)
+
+
+def _response(result: Result, content_type: str) -> web.Response:
+    if result.outcome is Outcome.OK:
+        # An empty ExportProfilesServiceResponse means full success.
+        body = b"{}" if content_type == JSON else b""
+        return web.Response(status=200, body=body, content_type=content_type)
+    http_status, grpc_code = HTTP_STATUS[result.outcome]
+    status = status_pb2.Status(code=grpc_code, message=result.message)
+    if content_type == JSON:
+        body = json_format.MessageToJson(status, indent=None).encode("utf-8")
+    else:
+        body = status.SerializeToString()
+    headers = {}
+    if result.outcome is Outcome.REFUSED:
+        headers["Retry-After"] = str(max(math.ceil(result.retry_after_seconds), 1))
+    return web.Response(status=http_status, body=body, content_type=content_type, headers=headers)
+
+
+class HttpReceiverServer:
+    def __init__(
+        self,
+        receiver_id: str,
+        config: HttpServerConfig,
+        ingest: Ingest,
+        auth: Optional[BearerTokenAuth],
+    ) -> None:
+        self.receiver_id = receiver_id
+        self.config = config
+        self.ingest = ingest
+        self.auth = auth
+        self._runner: Optional[web.AppRunner] = None
+        self.port: Optional[int] = None
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=self.config.max_request_body_size)
+        app.router.add_post(self.config.profiles_url_path, self._handle)
+        # We decompress ourselves: bounded output, and a bad stream gets a 400, not a dropped
+        # connection.
+        self._runner = web.AppRunner(
+            app, auto_decompress=False, access_log=None, shutdown_timeout=GRACE_SECONDS
+        )
+        await self._runner.setup()
+        host, port = split_endpoint(self.config.endpoint, "endpoint")
+        ssl_context = self.config.tls.ssl_context() if self.config.tls else None
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else port
+        logger.info(
+            "receiver %s: OTLP/HTTP listening on %s:%d%s%s",
+            self.receiver_id,
+            host,
+            self.port,
+            self.config.profiles_url_path,
+            " (TLS)" if ssl_context else "",
+        )
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        media_type = request.content_type
+        reply_type = JSON if media_type == JSON else PROTOBUF
+        if self.auth is not None and not self.auth.authenticate(
+            request.headers.get("Authorization")
+        ):
+            result = Result(Outcome.UNAUTHENTICATED, "missing or invalid bearer token")
+            return _response(self.ingest.refuse(result), reply_type)
+        if media_type not in (PROTOBUF, JSON):
+            message = f"unsupported Content-Type {media_type!r} (use {PROTOBUF} or {JSON})"
+            return _response(self.ingest.refuse(Result(Outcome.UNSUPPORTED, message)), reply_type)
+        limit = self.config.max_request_body_size
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            message = f"request body exceeds max_request_body_size ({limit} bytes)"
+            return _response(self.ingest.refuse(Result(Outcome.TOO_LARGE, message)), reply_type)
+        encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+        try:
+            if encoding == "gzip":
+                body = gunzip_limited(body, limit)
+            elif encoding not in ("identity", ""):
+                raise InvalidRequestError(f"unsupported Content-Encoding {encoding!r} (use gzip)")
+            decoded = otlp_json.loads(body) if media_type == JSON else parse_protobuf(body)
+        except BodyTooLarge as exc:
+            return _response(self.ingest.refuse(Result(Outcome.TOO_LARGE, str(exc))), reply_type)
+        except InvalidRequestError as exc:
+            return _response(self.ingest.invalid(str(exc)), reply_type)
+        return _response(await self.ingest.accept(decoded), reply_type)
+
+    async def stop(self, grace_seconds: float) -> None:
+        # aiohttp fixes the grace period when the runner is made (GRACE_SECONDS).
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

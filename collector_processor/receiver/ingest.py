@@ -1,0 +1,140 @@
+"""What both transports do with a request: decode, validate, hand to the pipelines, answer.
+
+The outcome decides the answer: OK only once every pipeline has the request durably queued;
+INVALID (INVALID_ARGUMENT / 400) for malformed data, never retried; REFUSED (UNAVAILABLE / 503
+with a retry delay) when over a budget or when something downstream failed in a way a retry
+can fix. Request contents are never logged.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
+
+from collector_processor.errors import (
+    InvalidRequestError,
+    PermanentError,
+    RefusedError,
+    RetryableError,
+    ShutdownError,
+)
+from collector_processor.pipeline import Fanout
+from collector_processor.telemetry import Metrics
+from collector_processor.validation import validate_request
+
+__all__ = ["Ingest", "Outcome", "Result", "parse_protobuf"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RETRY_AFTER_SECONDS = 1.0
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    INVALID = "invalid"
+    REFUSED = "refused"
+    UNAUTHENTICATED = "unauthenticated"
+    TOO_LARGE = "too_large"
+    UNSUPPORTED = "unsupported"
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    message: str = ""
+    retry_after_seconds: float = DEFAULT_RETRY_AFTER_SECONDS
+
+
+def parse_protobuf(body: bytes) -> ExportProfilesServiceRequest:
+    request = ExportProfilesServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except (DecodeError, ValueError, RuntimeError) as exc:
+        raise InvalidRequestError(
+            f"cannot decode ExportProfilesServiceRequest protobuf ({len(body)} bytes): {exc}"
+        ) from None
+    return request
+
+
+class Ingest:
+    """One per receiver and transport: counts and routes requests."""
+
+    def __init__(
+        self, receiver_id: str, transport: str, consumer: Fanout, metrics: Metrics
+    ) -> None:
+        self.receiver_id = receiver_id
+        self.transport = transport
+        self.consumer = consumer
+        self._received = metrics.counter(
+            "receiver_received_requests_total", "Requests that reached the receiver."
+        )
+        self._accepted = metrics.counter(
+            "receiver_accepted_requests_total",
+            "Requests accepted (durably queued for every exporter).",
+        )
+        self._accepted_profiles = metrics.counter(
+            "receiver_accepted_profiles_total", "Profiles in accepted requests."
+        )
+        self._accepted_samples = metrics.counter(
+            "receiver_accepted_samples_total", "Samples in accepted requests."
+        )
+        self._refused = metrics.counter(
+            "receiver_refused_requests_total", "Requests answered with an error, by reason."
+        )
+
+    def refuse(self, result: Result) -> Result:
+        """Count a request turned away before decoding (auth, size, media type)."""
+        self._received.inc(receiver=self.receiver_id, transport=self.transport)
+        return self._count_refused(result)
+
+    def _count_refused(self, result: Result) -> Result:
+        self._refused.inc(
+            receiver=self.receiver_id, transport=self.transport, reason=result.outcome.value
+        )
+        return result
+
+    async def accept(self, request: ExportProfilesServiceRequest) -> Result:
+        self._received.inc(receiver=self.receiver_id, transport=self.transport)
+        try:
+            if request.resource_profiles:
+                validate_request(request)
+                profiles, samples = _count(request)
+                await self.consumer.consume(request)
+            else:
+                profiles = samples = 0  # an empty request is answered OK, as by the Collector
+        except (InvalidRequestError, PermanentError) as exc:
+            return self._count_refused(Result(Outcome.INVALID, str(exc)))
+        except RefusedError as exc:
+            return self._count_refused(Result(Outcome.REFUSED, str(exc), exc.retry_after_seconds))
+        except (RetryableError, ShutdownError) as exc:
+            return self._count_refused(Result(Outcome.REFUSED, str(exc)))
+        except Exception as exc:
+            logger.exception("receiver %s: request failed", self.receiver_id)
+            return self._count_refused(
+                Result(Outcome.REFUSED, f"internal error: {type(exc).__name__}")
+            )
+        receiver, transport = self.receiver_id, self.transport
+        self._accepted.inc(receiver=receiver, transport=transport)
+        self._accepted_profiles.inc(profiles, receiver=receiver, transport=transport)
+        self._accepted_samples.inc(samples, receiver=receiver, transport=transport)
+        return Result(Outcome.OK)
+
+    def invalid(self, message: str) -> Result:
+        """Count a request that could not even be decoded."""
+        self._received.inc(receiver=self.receiver_id, transport=self.transport)
+        return self._count_refused(Result(Outcome.INVALID, message))
+
+
+def _count(request: ExportProfilesServiceRequest) -> tuple[int, int]:
+    profiles = samples = 0
+    for resource_profiles in request.resource_profiles:
+        for scope_profiles in resource_profiles.scope_profiles:
+            profiles += len(scope_profiles.profiles)
+            samples += sum(len(profile.samples) for profile in scope_profiles.profiles)
+    return profiles, samples

@@ -1,0 +1,1 @@
+"""Sending queue, retry and timeout: the exporterhelper chain queue -> retry -> timeout -> push."""

@@ -1,0 +1,154 @@
+"""Structural checks on an incoming profiles request; the first problem found is named exactly.
+
+Every index must point inside its dictionary table. An index of 0 into an empty table is
+accepted as "not set" (the zero value the spec puts at index 0 may be omitted when nothing
+else is in the table). Ids must be 16 bytes (trace, profile) or 8 bytes (span), or empty.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
+
+from collector_processor.errors import InvalidRequestError
+
+__all__ = ["validate_request"]
+
+TRACE_ID_BYTES = 16
+SPAN_ID_BYTES = 8
+PROFILE_ID_BYTES = 16
+
+
+def _out_of_range(where: str, index: int, table: str, size: int) -> InvalidRequestError:
+    return InvalidRequestError(f"{where} {index} out of range ({table} has {size})")
+
+
+def _index(where: str, index: int, table: str, size: int) -> None:
+    if not (0 <= index < size or (index == 0 and size == 0)):
+        raise _out_of_range(where, index, table, size)
+
+
+def _indices(where: str, indices: Sequence[int], table: str, size: int) -> None:
+    # Fast path for the common case: one min/max over the whole repeated field.
+    if not indices or (
+        min(indices) >= 0 and (max(indices) < size or (size == 0 and max(indices) == 0))
+    ):
+        return
+    for position, index in enumerate(indices):
+        _index(f"{where}[{position}]", index, table, size)
+
+
+def _check_id(where: str, value: bytes, size: int) -> None:
+    if value and len(value) != size:
+        raise InvalidRequestError(f"{where} must be {size} bytes or empty, got {len(value)}")
+
+
+def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
+    d = request.dictionary
+    strings = len(d.string_table)
+    if strings and d.string_table[0] != "":
+        raise InvalidRequestError('dictionary.string_table[0] must be "" (the zero value)')
+    attributes = len(d.attribute_table)
+    for i, attribute in enumerate(d.attribute_table):
+        where = f"dictionary.attribute_table[{i}]"
+        _index(f"{where}.key_strindex", attribute.key_strindex, "string_table", strings)
+        _index(f"{where}.unit_strindex", attribute.unit_strindex, "string_table", strings)
+    for i, link in enumerate(d.link_table):
+        _check_id(f"dictionary.link_table[{i}].trace_id", link.trace_id, TRACE_ID_BYTES)
+        _check_id(f"dictionary.link_table[{i}].span_id", link.span_id, SPAN_ID_BYTES)
+    if len(d.link_table) and (d.link_table[0].trace_id or d.link_table[0].span_id):
+        raise InvalidRequestError(
+            "dictionary.link_table[0] must be the empty link (the zero value)"
+        )
+    for i, mapping in enumerate(d.mapping_table):
+        where = f"dictionary.mapping_table[{i}]"
+        _index(f"{where}.filename_strindex", mapping.filename_strindex, "string_table", strings)
+        _indices(
+            f"{where}.attribute_indices", mapping.attribute_indices, "attribute_table", attributes
+        )
+    for i, function in enumerate(d.function_table):
+        where = f"dictionary.function_table[{i}]"
+        _index(f"{where}.name_strindex", function.name_strindex, "string_table", strings)
+        _index(
+            f"{where}.system_name_strindex", function.system_name_strindex, "string_table", strings
+        )
+        _index(f"{where}.filename_strindex", function.filename_strindex, "string_table", strings)
+    mappings, functions = len(d.mapping_table), len(d.function_table)
+    for i, location in enumerate(d.location_table):
+        where = f"dictionary.location_table[{i}]"
+        _index(f"{where}.mapping_index", location.mapping_index, "mapping_table", mappings)
+        _indices(
+            f"{where}.attribute_indices", location.attribute_indices, "attribute_table", attributes
+        )
+        for j, line in enumerate(location.lines):
+            _index(
+                f"{where}.lines[{j}].function_index",
+                line.function_index,
+                "function_table",
+                functions,
+            )
+    locations = len(d.location_table)
+    for i, stack in enumerate(d.stack_table):
+        _indices(
+            f"dictionary.stack_table[{i}].location_indices",
+            stack.location_indices,
+            "location_table",
+            locations,
+        )
+
+
+def _check_value_type(where: str, value_type: Any, strings: int) -> None:
+    _index(f"{where}.type_strindex", value_type.type_strindex, "string_table", strings)
+    _index(f"{where}.unit_strindex", value_type.unit_strindex, "string_table", strings)
+
+
+def _check_samples(
+    where: str, samples: Iterable[Any], request: ExportProfilesServiceRequest
+) -> None:
+    d = request.dictionary
+    stacks, links, attributes = len(d.stack_table), len(d.link_table), len(d.attribute_table)
+    for k, sample in enumerate(samples):
+        stack_index = sample.stack_index
+        if not (0 <= stack_index < stacks or (stack_index == 0 and stacks == 0)):
+            raise _out_of_range(f"{where}[{k}].stack_index", stack_index, "stack_table", stacks)
+        link_index = sample.link_index
+        if not (0 <= link_index < links or (link_index == 0 and links == 0)):
+            raise _out_of_range(f"{where}[{k}].link_index", link_index, "link_table", links)
+        if sample.attribute_indices:
+            _indices(
+                f"{where}[{k}].attribute_indices",
+                sample.attribute_indices,
+                "attribute_table",
+                attributes,
+            )
+        values, timestamps = len(sample.values), len(sample.timestamps_unix_nano)
+        if not values and not timestamps:
+            raise InvalidRequestError(f"{where}[{k}] has neither values nor timestamps_unix_nano")
+        if values and timestamps and values != timestamps:
+            raise InvalidRequestError(
+                f"{where}[{k}] has {values} values but {timestamps} timestamps_unix_nano"
+            )
+
+
+def validate_request(request: ExportProfilesServiceRequest) -> None:
+    """Raise :class:`InvalidRequestError` naming the first structural problem in ``request``."""
+    _check_dictionary(request)
+    d = request.dictionary
+    strings, attributes = len(d.string_table), len(d.attribute_table)
+    for r, resource_profiles in enumerate(request.resource_profiles):
+        for s, scope_profiles in enumerate(resource_profiles.scope_profiles):
+            for p, profile in enumerate(scope_profiles.profiles):
+                where = f"resource_profiles[{r}].scope_profiles[{s}].profiles[{p}]"
+                _check_value_type(f"{where}.sample_type", profile.sample_type, strings)
+                _check_value_type(f"{where}.period_type", profile.period_type, strings)
+                _check_id(f"{where}.profile_id", profile.profile_id, PROFILE_ID_BYTES)
+                _indices(
+                    f"{where}.attribute_indices",
+                    profile.attribute_indices,
+                    "attribute_table",
+                    attributes,
+                )
+                _check_samples(f"{where}.samples", profile.samples, request)
