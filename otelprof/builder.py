@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Dict, Hashable, Optional, Sequence, Tuple
 
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
     ExportProfilesServiceRequest,
@@ -160,14 +160,22 @@ def build_request(
             profile_id=profile.profile_id or (os.urandom(16) if profile_ids else b""),
         )
         out.attribute_indices.extend(dictionary.attribute(k, v) for k, v in profile.attributes)
+        # Samples with one identity (stack, attributes, link) are summed into one.
+        totals: Dict[Tuple[int, Tuple[int, ...], int], int] = {}
         for sample in profile.samples:
             if sample.value == 0:
                 continue
-            indices: List[int] = [dictionary.attribute(k, v) for k, v in sample.attributes]
+            identity = (
+                dictionary.stack(sample.stack),
+                tuple(dictionary.attribute(k, v) for k, v in sample.attributes),
+                dictionary.link(sample.link),
+            )
+            totals[identity] = totals.get(identity, 0) + sample.value
+        for (stack_index, attribute_indices, link_index), value in totals.items():
             out.samples.add(
-                stack_index=dictionary.stack(sample.stack),
-                attribute_indices=indices,
-                link_index=dictionary.link(sample.link),
-                values=[sample.value],
+                stack_index=stack_index,
+                attribute_indices=attribute_indices,
+                link_index=link_index,
+                values=[value],
             )
     return request

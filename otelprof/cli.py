@@ -6,7 +6,7 @@ import argparse
 import os
 import shutil
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from otelprof import environment_variables as ev
 from otelprof.config import PROTOCOLS, ConfigError, resolve_config
@@ -23,6 +23,15 @@ examples:
 The program runs in place of this command (same process id, exit code and signals). Every
 setting also has an environment variable (see docs/configuration.md); flags win.
 """
+
+
+# Configuration errors name settings; on the command line, name the flag the user typed.
+_FLAGS = {
+    "sampling_rate_hz": "--rate",
+    "export_interval_seconds": "--export-interval",
+    "endpoint": "--endpoint",
+    "protocol": "--protocol",
+}
 
 
 def _run_parser() -> argparse.ArgumentParser:
@@ -47,14 +56,35 @@ def _run_parser() -> argparse.ArgumentParser:
         help="seconds between exports (default 10)",
     )
     parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
-    parser.add_argument("command", nargs=argparse.REMAINDER, help="the program and its arguments")
+    parser.add_argument("command", nargs="*", help="the program and its arguments (after --)")
     return parser
+
+
+def _split_command(argv: List[str]) -> Tuple[List[str], List[str]]:
+    """Our options, then the program: after ``--``, at ``-m``, or at the first positional."""
+    takes_value = {
+        "--service-name",
+        "--endpoint",
+        "--protocol",
+        "--headers",
+        "--output",
+        "--rate",
+        "--export-interval",
+        "--log-level",
+    }
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return argv[:i], argv[i + 1 :]
+        if token == "-m" or not token.startswith("-"):
+            return argv[:i], argv[i:]
+        i += 2 if token in takes_value else 1
+    return argv, []
 
 
 def _program(command: List[str]) -> List[str]:
     """``-m pkg`` and ``script.py`` run under this interpreter; anything else runs as given."""
-    if command and command[0] == "--":
-        command = command[1:]
     if not command:
         return []
     if command[0] == "-m" or command[0].endswith(".py"):
@@ -101,14 +131,18 @@ def build_run_environment(args: argparse.Namespace, environ: Dict[str, str]) -> 
 
 def run(argv: Sequence[str]) -> int:  # noqa: RET503 (ends in exec)
     parser = _run_parser()
-    args = parser.parse_args(list(argv))
-    command = _program(args.command)
+    options, program = _split_command(list(argv))
+    args = parser.parse_args(options)
+    command = _program(program)
     if not command:
         parser.error("no program given; usage: otelprof run [options] -- COMMAND [ARGS...]")
     try:
         env = build_run_environment(args, dict(os.environ))
     except ConfigError as error:
-        parser.error(str(error))
+        message = str(error)
+        for setting, flag in _FLAGS.items():
+            message = message.replace(setting, flag)
+        parser.error(message)
     if args.output:
         os.makedirs(args.output, exist_ok=True)
     executable = shutil.which(command[0], path=env.get("PATH"))

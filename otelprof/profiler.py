@@ -10,13 +10,20 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from opentelemetry.sdk.resources import Resource
+
 from otelprof.builder import build_request
 from otelprof.config import ProfilerConfig, resolve_config
 from otelprof.export import create_exporter
 from otelprof.export.base import ProfileExporter
-from otelprof.model import Profile, ValueType
+from otelprof.model import Attributes, Profile, ValueType
 from otelprof.processor import ExportProcessor
-from otelprof.resource import resolve_resource
+from otelprof.resource import (
+    application_resource,
+    detect_resource,
+    merge_explicit,
+    process_identity,
+)
 from otelprof.samplers.stack import StackSampler, snapshot_to_profiles
 from otelprof.version import __version__
 
@@ -24,7 +31,6 @@ if TYPE_CHECKING:
     from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
         ExportProfilesServiceRequest,
     )
-    from opentelemetry.sdk.resources import Resource
 
 _logger = logging.getLogger("otelprof")
 
@@ -84,6 +90,8 @@ class Profiler:
             if self._started:
                 return self
             try:
+                if self._resource is None and self._explicit_resource is None:
+                    self._resource = self._detect_resource()
                 self.sampler.start()
                 self.processor.start()
             except Exception:
@@ -141,11 +149,24 @@ class Profiler:
 
     @property
     def resource(self) -> Resource:
+        """The explicit resource, else the application's SDK resource, else the detected one.
+
+        Looked up at every export because the application may configure its TracerProvider
+        after the profiler started (``otelprof run`` starts before the program's code).
+        """
+        if self._explicit_resource is not None:
+            return self._explicit_resource
+        app = application_resource()
+        if app is not None:
+            return merge_explicit(app, self.config.service_name, self.config.resource_attributes)
         if self._resource is None:
-            self._resource = resolve_resource(
-                self.config.service_name, self.config.resource_attributes
-            )
+            self._resource = self._detect_resource()
         return self._resource
+
+    def _detect_resource(self) -> Resource:
+        # Detection uses a thread pool, which cannot start once the interpreter is exiting:
+        # it runs at start() (and after fork), never first at exit.
+        return detect_resource(self.config.service_name, self.config.resource_attributes)
 
     def collect(self) -> Optional[ExportProfilesServiceRequest]:
         """Drain every source into one request (None when nothing at all was recorded)."""
@@ -173,8 +194,10 @@ class Profiler:
             exporter = create_exporter(self.config) if self._own_exporter else self.exporter
             self.exporter = exporter
             self.processor.reset_after_fork(exporter)
-            # A forked worker is a new service instance unless the application says otherwise.
-            self._resource = self._explicit_resource
+            # A forked worker is a new service instance (and pid) unless the application's
+            # own resource says otherwise; detection itself is not safe to rerun here.
+            if self._resource is not None:
+                self._resource = self._resource.merge(Resource(process_identity()))
             self._lock = threading.RLock()
             self._started = False
             self.start()
@@ -196,16 +219,17 @@ class Profiler:
 
 
 def merge_profiles(profiles: List[Profile]) -> List[Profile]:
-    """One profile per (sample type, period type, period): sources add to the sampler's cpu/wall.
+    """One profile per (sample type, period type, period, attributes).
 
     Backends show one flame graph per profile type, so e.g. the ``[gc]`` samples of the GC
-    source must land in the same ``cpu`` profile as the stack sampler's.
+    source must land in the same ``cpu`` profile as the stack sampler's. A source measuring
+    the same thing differently (a precise window) marks its profiles with an attribute and
+    so stays a profile of its own instead of being counted twice.
     """
-    groups: Dict[Tuple[ValueType, ValueType, int], List[Profile]] = {}
+    groups: Dict[Tuple[ValueType, ValueType, int, Attributes], List[Profile]] = {}
     for profile in profiles:
-        groups.setdefault((profile.sample_type, profile.period_type, profile.period), []).append(
-            profile
-        )
+        key = (profile.sample_type, profile.period_type, profile.period, profile.attributes)
+        groups.setdefault(key, []).append(profile)
     merged = []
     for group in groups.values():
         if len(group) == 1:
@@ -213,14 +237,12 @@ def merge_profiles(profiles: List[Profile]) -> List[Profile]:
             continue
         start = min(p.start_unix_nano for p in group)
         end = max(p.start_unix_nano + p.duration_nano for p in group)
-        attributes = dict(a for p in group for a in p.attributes)
         merged.append(
             dataclasses.replace(
                 group[0],
                 start_unix_nano=start,
                 duration_nano=end - start,
                 samples=tuple(s for p in group for s in p.samples),
-                attributes=tuple(sorted(attributes.items())),
             )
         )
     return merged

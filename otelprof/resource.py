@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Mapping, Optional
+import os
+import socket
+import sys
+import uuid
+from typing import Any, Dict, Mapping, Optional
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import (
     SERVICE_NAME,
+    TELEMETRY_SDK_LANGUAGE,
+    TELEMETRY_SDK_NAME,
+    TELEMETRY_SDK_VERSION,
     OsResourceDetector,
+    OTELResourceDetector,
     ProcessResourceDetector,
     Resource,
-    ServiceInstanceIdResourceDetector,
-    get_aggregated_resources,
 )
+from opentelemetry.sdk.version import __version__ as sdk_version
+
+from otelprof.model import AttributeValue
 
 _logger = logging.getLogger("otelprof")
 
@@ -42,40 +52,54 @@ def application_resource() -> Optional[Resource]:
 def detect_resource(
     service_name: Optional[str] = None, attributes: Optional[Mapping[str, str]] = None
 ) -> Resource:
-    """``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` plus process, OS and host facts."""
-    try:
-        detected = get_aggregated_resources(
-            [ProcessResourceDetector(), OsResourceDetector(), ServiceInstanceIdResourceDetector()]
-        )
-        facts = {
-            k: v
-            for k, v in detected.attributes.items()
+    """``OTEL_SERVICE_NAME``/``OTEL_RESOURCE_ATTRIBUTES`` plus process, OS and host facts.
+
+    The detectors are called one after the other on the calling thread: the SDK's
+    ``Resource.create`` runs them on a thread pool, which deadlocks in a fork child and cannot
+    start while the interpreter exits.
+    """
+    facts: Dict[str, Any] = {
+        TELEMETRY_SDK_LANGUAGE: "python",
+        TELEMETRY_SDK_NAME: "opentelemetry",
+        TELEMETRY_SDK_VERSION: sdk_version,
+    }
+    for detector in (ProcessResourceDetector(), OsResourceDetector()):
+        try:
+            detected = detector.detect().attributes
+        except Exception:  # a detector failing must not stop profiling
+            _logger.debug("otelprof: resource detector %r failed", detector, exc_info=True)
+            continue
+        facts.update(
+            (k, v)
+            for k, v in detected.items()
             if not k.startswith("process.") or k in _PROCESS_KEYS
-        }
-    except Exception:  # a detector failing must not stop profiling
-        _logger.debug("otelprof: resource detection failed", exc_info=True)
-        facts = {}
-    try:
-        import socket
-
-        facts.setdefault("host.name", socket.gethostname())
-    except OSError:
-        pass
-    explicit = dict(attributes or {})
+        )
+    with contextlib.suppress(OSError):
+        facts["host.name"] = socket.gethostname()
+    facts.update(process_identity())
+    try:  # OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME
+        facts.update(OTELResourceDetector().detect().attributes)
+    except Exception:
+        _logger.warning("otelprof: could not read OTEL_RESOURCE_ATTRIBUTES", exc_info=True)
+    facts.update(attributes or {})
     if service_name:
-        explicit[SERVICE_NAME] = service_name
-    # Resource.create reads OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES; explicit values win.
-    return Resource(facts).merge(Resource.create(explicit))
+        facts[SERVICE_NAME] = service_name
+    if not facts.get(SERVICE_NAME):
+        # The SDK's own default, so profiles match traces of an unnamed service.
+        facts[SERVICE_NAME] = "unknown_service:" + os.path.basename(sys.executable or "python")
+    return Resource(facts)
 
 
-def resolve_resource(
-    service_name: Optional[str] = None, attributes: Optional[Mapping[str, str]] = None
+def process_identity() -> Dict[str, AttributeValue]:
+    """What changes in a forked child: its pid and its instance id."""
+    return {"process.pid": os.getpid(), "service.instance.id": str(uuid.uuid4())}
+
+
+def merge_explicit(
+    resource: Resource, service_name: Optional[str], attributes: Optional[Mapping[str, str]]
 ) -> Resource:
-    """The application's resource when there is one (explicit settings still win), else detected."""
-    app = application_resource()
-    if app is None:
-        return detect_resource(service_name, attributes)
+    """``resource`` with the profiler's explicit service name and attributes on top."""
     explicit = dict(attributes or {})
     if service_name:
         explicit[SERVICE_NAME] = service_name
-    return app.merge(Resource(explicit)) if explicit else app
+    return resource.merge(Resource(explicit)) if explicit else resource

@@ -15,8 +15,14 @@ __all__ = ["CapturedProfiles", "capture_profiles", "check_request"]
 class CapturedProfiles:
     """The requests a :func:`capture_profiles` block produced (filled when the block exits)."""
 
-    def __init__(self, exporter: InMemoryProfileExporter) -> None:
+    def __init__(self, exporter: InMemoryProfileExporter, profiler: Profiler) -> None:
         self._exporter = exporter
+        self._profiler = profiler
+
+    @property
+    def profiler(self) -> Profiler:
+        """The profiler running the block (e.g. to wait for its sampler's ticks)."""
+        return self._profiler
 
     @property
     def requests(self) -> List[object]:
@@ -34,7 +40,7 @@ def capture_profiles(**settings: Any) -> Iterator[CapturedProfiles]:
     exporter = InMemoryProfileExporter()
     settings.setdefault("export_interval_seconds", 3600.0)
     profiler = Profiler(exporter=exporter, **settings)
-    captured = CapturedProfiles(exporter)
+    captured = CapturedProfiles(exporter, profiler)
     profiler.start()
     try:
         yield captured

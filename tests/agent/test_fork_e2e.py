@@ -1,0 +1,119 @@
+"""Fork safety with real processes: os.fork, multiprocessing and gunicorn pre-fork workers."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from collections import defaultdict
+
+from otelprof.conformance import check_request
+from tests.agent.e2e import APPS, BIN, OTELPROF, child_env, resource_of, run, sampled_functions
+from tests.agent.helpers import wait_until
+
+
+def _by_pid(directory):
+    from tests.agent.e2e import load_requests
+
+    grouped = defaultdict(list)
+    for request in load_requests(directory):
+        grouped[resource_of(request)["process.pid"]].append(request)
+    return grouped
+
+
+def _functions(requests) -> set:
+    names: set = set()
+    for request in requests:
+        names |= sampled_functions(request, "wall")
+    return names
+
+
+def test_os_fork_and_multiprocessing_children_profile_themselves(tmp_path):
+    result = run(
+        [
+            *OTELPROF,
+            "run",
+            "--output",
+            str(tmp_path),
+            "--export-interval",
+            "60",
+            "--",
+            str(APPS / "fork_app.py"),
+        ],
+    )
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"parent (\d+) children (\d+) (\d+)", result.stdout)
+    assert match, result.stdout
+    parent, forked, mp_child = match.groups()
+    grouped = _by_pid(tmp_path)
+    assert set(grouped) == {parent, forked, mp_child}
+    for requests in grouped.values():
+        assert all(check_request(r) == [] for r in requests)
+    # Each process reports its own work, and the parent's pre-fork data is not duplicated.
+    assert "forked_child_work" in _functions(grouped[forked])
+    assert "mp_child_work" in _functions(grouped[mp_child])
+    assert "parent_work" not in _functions(grouped[forked])
+    assert "parent_work" in _functions(grouped[parent])
+    instance_ids = {resource_of(r[0])["service.instance.id"] for r in grouped.values()}
+    assert len(instance_ids) == 3
+
+
+def test_gunicorn_prefork_workers_are_profiled(tmp_path):
+    out = tmp_path / "profiles"
+    process = subprocess.Popen(
+        [
+            *OTELPROF,
+            "run",
+            "--output",
+            str(out),
+            "--export-interval",
+            "60",
+            "--",
+            str(BIN / "gunicorn"),
+            "--workers",
+            "2",
+            "--bind",
+            "127.0.0.1:0",
+            "--chdir",
+            str(APPS),
+            "wsgi_app:app",
+        ],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = None
+        deadline = time.monotonic() + 60
+        booted = 0
+        lines = []
+        while time.monotonic() < deadline and (port is None or booted < 2):
+            line = process.stderr.readline()
+            lines.append(line)
+            found = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
+            if found:
+                port = int(found.group(1))
+            if "Booting worker" in line:
+                booted += 1
+        assert port and booted == 2, "".join(lines)
+        worker_pids = set()
+
+        def hit() -> bool:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+                worker_pids.add(response.read().decode().split("pid=")[1])
+            return len(worker_pids) == 2
+
+        wait_until(hit, timeout_seconds=60)
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0
+    grouped = _by_pid(out)
+    assert worker_pids <= set(grouped), (worker_pids, set(grouped))
+    for pid in worker_pids:
+        assert all(check_request(r) == [] for r in grouped[pid])
+        assert "handle_request" in _functions(grouped[pid]) or grouped[pid]

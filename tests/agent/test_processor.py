@@ -1,0 +1,184 @@
+"""The export processor: intervals, bounded queue, retry and drop rules, shutdown deadline."""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
+    ExportProfilesServiceRequest,
+)
+
+from otelprof.export.base import ExportResult, ExportStatus
+from otelprof.export.memory import InMemoryProfileExporter
+from otelprof.export.retry import RetryPolicy
+from otelprof.processor import ExportProcessor
+from tests.agent.helpers import FakeSeconds
+
+RETRY = ExportResult(ExportStatus.RETRYABLE, "unavailable")
+RETRY_LATER = ExportResult(ExportStatus.RETRYABLE, "slow down", retry_after_seconds=7.0)
+REFUSED = ExportResult(ExportStatus.PERMANENT, "bad request")
+
+
+class Numbered:
+    """A collect function returning requests tagged with a sequence number."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self) -> ExportProfilesServiceRequest:
+        self.count += 1
+        request = ExportProfilesServiceRequest()
+        request.dictionary.string_table.append(f"request-{self.count}")
+        return request
+
+
+def _tags(exporter: InMemoryProfileExporter) -> list:
+    return [r.dictionary.string_table[0] for r in exporter.get_finished_requests()]
+
+
+def _processor(exporter, clock, queue_size=16, policy=None, collect=None):
+    return ExportProcessor(
+        collect=collect or Numbered(),
+        exporter=exporter,
+        interval_seconds=10.0,
+        queue_size=queue_size,
+        retry_policy=policy
+        or RetryPolicy(
+            initial_interval_seconds=1.0, randomization_factor=0.0, max_elapsed_seconds=60
+        ),
+        clock=clock,
+    )
+
+
+def test_collects_and_exports_once_per_interval():
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    processor = _processor(exporter, clock)
+    assert processor.step() == 10.0  # nothing due yet
+    clock.advance(10.0)
+    processor.step()
+    clock.advance(10.0)
+    processor.step()
+    assert _tags(exporter) == ["request-1", "request-2"]
+
+
+def test_retryable_failure_is_retried_with_backoff_and_server_delay_then_delivered():
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    exporter.set_results([RETRY, RETRY_LATER])
+    processor = _processor(exporter, clock)
+    clock.advance(10.0)
+    assert processor.step() == 1.0  # first retry after the initial interval
+    clock.advance(1.0)
+    assert processor.step() == 7.0  # the server asked for 7s, longer than the 1.5s backoff
+    clock.advance(7.0)
+    processor.step()
+    assert _tags(exporter) == ["request-1"]
+    assert exporter.attempts == 3
+    assert processor.exported_requests == 1 and processor.failed_requests == 0
+
+
+def test_permanent_failure_drops_once_with_one_log_line(caplog):
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    exporter.set_results([REFUSED, REFUSED])
+    processor = _processor(exporter, clock)
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        for _ in range(3):
+            clock.advance(10.0)
+            processor.step()
+    assert exporter.attempts == 3  # never retried
+    assert _tags(exporter) == ["request-3"]
+    assert processor.failed_requests == 2
+    lines = [r for r in caplog.records if "bad request" in r.getMessage()]
+    assert len(lines) == 1  # the second identical refusal within a minute is only counted
+
+
+def test_full_queue_drops_the_oldest_and_counts_it(caplog):
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    exporter.set_results([RETRY] * 6)
+    processor = _processor(
+        exporter,
+        clock,
+        queue_size=2,
+        policy=RetryPolicy(
+            initial_interval_seconds=30.0,
+            max_interval_seconds=30.0,
+            randomization_factor=0.0,
+            max_elapsed_seconds=1000,
+        ),
+    )
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        for _ in range(4):  # request-1 fails; 2, 3, 4 queue behind it in a queue of 2
+            clock.advance(10.0)
+            processor.step()
+    assert processor.dropped_requests == 2
+    assert any("queue full" in r.getMessage() for r in caplog.records)
+    exporter.set_results([])
+    clock.advance(30.0)
+    processor.step()  # collects request-5 (dropping request-3), then sends in order
+    assert _tags(exporter) == ["request-4", "request-5"]
+    assert processor.dropped_requests == 3
+
+
+def test_gives_up_after_max_elapsed_time():
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    exporter.set_results([RETRY] * 100)
+    processor = _processor(
+        exporter,
+        clock,
+        policy=RetryPolicy(
+            initial_interval_seconds=2.0,
+            multiplier=1.0,
+            max_interval_seconds=2.0,
+            randomization_factor=0.0,
+            max_elapsed_seconds=5.0,
+        ),
+    )
+    clock.advance(10.0)
+    for _ in range(10):
+        processor.step()
+        clock.advance(2.0)
+        if not processor._queue:
+            break
+    assert not processor._queue
+    assert processor.failed_requests == 1
+    assert exporter.attempts == 3  # t=0, 2, 4; the next would start past 5s
+
+
+def test_force_flush_without_thread_collects_and_sends_now():
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    processor = _processor(exporter, clock)
+    assert processor.force_flush(1.0)
+    assert _tags(exporter) == ["request-1"]
+
+
+def test_shutdown_flushes_last_interval_with_real_thread_and_closes_exporter():
+    exporter = InMemoryProfileExporter()
+    processor = ExportProcessor(collect=Numbered(), exporter=exporter, interval_seconds=3600)
+    processor.start()
+    processor.shutdown(timeout_seconds=10.0)
+    assert _tags(exporter) == ["request-1"]
+    assert exporter.export(ExportProfilesServiceRequest(), 1.0).status is ExportStatus.PERMANENT
+
+
+def test_collect_errors_are_logged_and_swallowed(caplog):
+    def broken():
+        raise RuntimeError("boom")
+
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    processor = _processor(exporter, clock, collect=broken)
+    clock.advance(10.0)
+    with caplog.at_level(logging.ERROR, logger="otelprof"):
+        processor.step()
+    assert "collecting the profile failed" in caplog.text
+    assert exporter.attempts == 0
+
+
+def test_exporter_that_raises_does_not_kill_the_worker():
+    class Raising(InMemoryProfileExporter):
+        def export(self, request, timeout_seconds):
+            raise ValueError("exporter bug")
+
+    clock = FakeSeconds()
+    processor = _processor(Raising(), clock)
+    clock.advance(10.0)
+    processor.step()
+    assert processor.failed_requests == 1 and not processor._queue

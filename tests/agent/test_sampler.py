@@ -1,0 +1,160 @@
+"""The stack sampler charges measured deltas to the right thread, stack and line."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+
+from otelprof._threads import start_agent_thread
+from otelprof.model import TRUNCATED_FRAME
+from otelprof.samplers.stack import StackSampler, snapshot_to_profiles
+from tests.agent.helpers import FakeClock, ParkedThread, function_names, wait_until
+
+
+def parked_in_known_function(arrived: threading.Event, release: threading.Event) -> None:
+    arrived.set()
+    release.wait()  # PARK-LINE
+
+
+PARK_LINE = (
+    next(
+        i
+        for i, line in enumerate(inspect.getsourcelines(parked_in_known_function)[0])
+        if "PARK-LINE" in line
+    )
+    + parked_in_known_function.__code__.co_firstlineno
+)
+
+
+def _samples_of(snapshot, thread_name):
+    return [s for s in snapshot.samples if s.thread_name == thread_name]
+
+
+def test_charges_measured_wall_time_to_each_threads_stack_and_line():
+    clock = FakeClock()
+    sampler = StackSampler(interval_seconds=0.01, clock_ns=clock)
+    with ParkedThread("parked-worker", parked_in_known_function):
+        sampler.sample_once()  # first tick: charged the nominal interval
+        clock.advance(30_000_000)
+        sampler.sample_once()
+        clock.advance(5_000_000)
+        sampler.sample_once()
+        snapshot = sampler.drain()
+    samples = _samples_of(snapshot, "parked-worker")
+    assert sum(s.wall_nanos for s in samples) == 10_000_000 + 30_000_000 + 5_000_000
+    assert sum(s.count for s in samples) == 3
+    leaf_functions = {s.stack[0].function for s in samples}
+    assert "Event.wait" in leaf_functions or "Condition.wait" in leaf_functions
+    frames = [f for s in samples for f in s.stack if f.function == "parked_in_known_function"]
+    assert frames and all(f.line == PARK_LINE for f in frames)
+    assert frames[0].filename == __file__
+    assert all(s.thread_id == samples[0].thread_id for s in samples)
+    assert snapshot.ticks == 3
+
+
+def spin_until(release: threading.Event, progress: list) -> None:
+    while not release.is_set():
+        sum(range(1000))
+        progress[0] += 1
+
+
+def test_cpu_time_goes_to_the_spinning_thread_not_the_blocked_one():
+    sampler = StackSampler(interval_seconds=0.01)
+    release = threading.Event()
+    progress = [0]
+    spinner = threading.Thread(target=spin_until, args=(release, progress), name="spinner")
+    with ParkedThread("sleeper", parked_in_known_function):
+        spinner.start()
+        try:
+            sampler.sample_once()  # baseline for every thread's CPU clock
+            start = progress[0]
+            wait_until(lambda: progress[0] > start + 2000)
+            sampler.sample_once()
+        finally:
+            release.set()
+            spinner.join()
+    snapshot = sampler.drain()
+    spin_cpu = sum(s.cpu_nanos for s in _samples_of(snapshot, "spinner"))
+    sleep_cpu = sum(s.cpu_nanos for s in _samples_of(snapshot, "sleeper"))
+    assert spin_cpu > 0
+    assert sleep_cpu < spin_cpu
+    spin_stacks = [function_names(s.stack) for s in _samples_of(snapshot, "spinner")]
+    assert any("spin_until" in names for names in spin_stacks)
+
+
+def recurse(depth: int, arrived: threading.Event, release: threading.Event) -> None:
+    if depth == 0:
+        arrived.set()
+        release.wait()
+        return
+    recurse(depth - 1, arrived, release)
+
+
+def test_deep_stacks_keep_innermost_frames_and_mark_the_cut():
+    sampler = StackSampler(interval_seconds=0.01, max_depth=20)
+    with ParkedThread("deep", lambda a, r: recurse(200, a, r)):
+        sampler.sample_once()
+        snapshot = sampler.drain()
+    (sample,) = _samples_of(snapshot, "deep")
+    assert len(sample.stack) == 21
+    assert sample.stack[-1] == TRUNCATED_FRAME
+    assert sample.stack[0].function in ("Event.wait", "Condition.wait")
+    assert "recurse" in function_names(sample.stack)
+
+
+def test_agent_threads_and_the_sampler_itself_are_not_sampled():
+    sampler = StackSampler(interval_seconds=0.01)
+    stop = threading.Event()
+    agent = start_agent_thread("otelprof-test-agent", stop.wait)
+    try:
+        sampler.sample_once()
+    finally:
+        stop.set()
+        agent.join(5)
+    names = {s.thread_name for s in sampler.drain().samples}
+    assert "otelprof-test-agent" not in names
+    assert threading.current_thread().name in names
+
+
+def test_drain_starts_a_new_interval_and_profiles_carry_thread_attributes():
+    clock = FakeClock()
+    unix = FakeClock(1_700_000_000_000_000_000)
+    sampler = StackSampler(interval_seconds=0.01, clock_ns=clock, unix_clock_ns=unix)
+    sampler.sample_once()
+    unix.advance(2_000_000_000)
+    first = sampler.drain()
+    assert first.ticks == 1
+    assert first.end_unix_nano - first.start_unix_nano == 2_000_000_000
+    second = sampler.drain()
+    assert second.ticks == 0 and not second.samples
+    assert second.start_unix_nano == first.end_unix_nano
+    cpu, wall = snapshot_to_profiles(first, 10_000_000)
+    assert cpu.sample_type.type == "cpu" and wall.sample_type.type == "wall"
+    assert cpu.period == wall.period == 10_000_000
+    me = threading.current_thread()
+    mine = [s for s in wall.samples if ("thread.name", me.name) in s.attributes]
+    assert mine and ("thread.id", me.native_id) in mine[0].attributes
+
+
+def test_thread_started_sampler_runs_and_stops():
+    sampler = StackSampler(interval_seconds=0.005)
+    sampler.start()
+    try:
+        wait_until(lambda: sampler._interval.ticks >= 3)
+    finally:
+        sampler.stop()
+    assert not sampler.running
+    assert sampler.drain().ticks >= 3
+
+
+def test_exited_threads_do_not_break_sampling():
+    sampler = StackSampler(interval_seconds=0.01)
+    for _ in range(20):
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        sampler.sample_once()
+        t.join()
+    sampler.sample_once()
+    assert sampler.drain().ticks == 21
+    assert len(sampler._cpu_state) <= len(sys._current_frames())
