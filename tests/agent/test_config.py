@@ -1,0 +1,130 @@
+"""Configuration: explicit -> profiles env -> generic env -> default; bad values handled."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from otelprof import environment_variables as ev
+from otelprof.config import ConfigError, ExporterConfig, ProfilerConfig, resolve_config
+
+
+def test_defaults_are_pinned():
+    config = resolve_config({})
+    assert config == ProfilerConfig()
+    assert config.sampling_rate_hz == 100.0
+    assert config.export_interval_seconds == 10.0
+    assert config.max_stack_depth == 128
+    assert config.queue_size == 16
+    assert config.exporter == ExporterConfig(protocol="grpc", endpoint="http://localhost:4317")
+    assert not config.exporter.use_tls
+
+
+def test_profiles_specific_env_wins_over_generic_and_explicit_wins_over_both():
+    env = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+        "OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+        "OTEL_EXPORTER_OTLP_HEADERS": "a=1,b=2",
+        "OTEL_EXPORTER_OTLP_PROFILES_HEADERS": "api-key=s%3Dcret",
+        "OTEL_EXPORTER_OTLP_TIMEOUT": "2500",
+        "OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION": "gzip",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": "/etc/ca.pem",
+    }
+    config = resolve_config(env)
+    exporter = config.exporter
+    assert exporter.protocol == "http/protobuf"
+    # The generic endpoint is a base URL: the signal path is appended for HTTP.
+    assert exporter.endpoint == "http://collector:4318/v1development/profiles"
+    assert exporter.headers == {"api-key": "s=cret"}
+    assert exporter.timeout_seconds == 2.5
+    assert exporter.compression == "gzip"
+    assert exporter.certificate_file == "/etc/ca.pem"
+    explicit = resolve_config(
+        env, protocol="grpc", endpoint="https://other:4317", timeout_seconds=1
+    )
+    assert explicit.exporter.protocol == "grpc"
+    assert explicit.exporter.endpoint == "https://other:4317"
+    assert explicit.exporter.use_tls
+
+
+def test_profiles_endpoint_is_used_as_is():
+    env = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT": "http://gw:9999/custom/path",
+    }
+    assert resolve_config(env).exporter.endpoint == "http://gw:9999/custom/path"
+
+
+def test_endpoint_without_scheme_follows_the_sdk_rule():
+    assert (
+        resolve_config({}, endpoint="collector:4317").exporter.endpoint == "https://collector:4317"
+    )
+    insecure = resolve_config({"OTEL_EXPORTER_OTLP_INSECURE": "true"}, endpoint="collector:4317")
+    assert insecure.exporter.endpoint == "http://collector:4317"
+
+
+def test_our_env_vars_are_read():
+    env = {
+        ev.OTEL_PYTHON_PROFILER_SAMPLING_RATE: "250",
+        ev.OTEL_PYTHON_PROFILER_EXPORT_INTERVAL: "2.5",
+        ev.OTEL_PYTHON_PROFILER_MAX_STACK_DEPTH: "64",
+        ev.OTEL_PYTHON_PROFILER_OUTPUT_DIR: "/tmp/x",
+        ev.OTEL_PYTHON_PROFILER_QUEUE_SIZE: "3",
+        ev.OTEL_PYTHON_PROFILER_SHUTDOWN_TIMEOUT: "1",
+    }
+    config = resolve_config(env)
+    assert (config.sampling_rate_hz, config.export_interval_seconds, config.max_stack_depth) == (
+        250.0,
+        2.5,
+        64,
+    )
+    assert (config.output_dir, config.queue_size, config.shutdown_timeout_seconds) == (
+        "/tmp/x",
+        3,
+        1.0,
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "reason"),
+    [
+        (ev.OTEL_PYTHON_PROFILER_SAMPLING_RATE, "fast", "not a number"),
+        (ev.OTEL_PYTHON_PROFILER_SAMPLING_RATE, "0", "must be between 1 and 1000"),
+        (ev.OTEL_PYTHON_PROFILER_MAX_STACK_DEPTH, "1.5", "not a number"),
+        ("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "http/json", "supported: grpc, http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "supported: gzip, none"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "expected milliseconds"),
+    ],
+)
+def test_bad_env_value_logs_one_line_and_keeps_the_default(caplog, name, raw, reason):
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        config = resolve_config({name: raw})
+    assert config == ProfilerConfig()
+    (record,) = caplog.records
+    assert name in record.getMessage() and reason in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("sampling_rate_hz", 0, "sampling_rate_hz must be between 1 and 1000"),
+        ("export_interval_seconds", 0.0, "export_interval_seconds must be between 0.1 and 3600"),
+        ("max_stack_depth", "deep", "max_stack_depth must be a number"),
+        ("protocol", "udp", "protocol must be one of grpc, http/protobuf"),
+        ("compression", "lz4", "compression must be one of none, gzip"),
+        ("endpoint", "ftp://x", "endpoint must start with http:// or https://"),
+        ("sampling_rat_hz", 5, "unknown configuration argument(s): sampling_rat_hz"),
+    ],
+)
+def test_bad_explicit_argument_raises_naming_it(argument, value, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve_config({}, **{argument: value})
+
+
+def test_profiler_raises_once_at_construction_for_bad_arguments():
+    import otelprof
+
+    with pytest.raises(ConfigError):
+        otelprof.Profiler(sampling_rate_hz=-1)
