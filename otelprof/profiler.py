@@ -6,6 +6,7 @@ import atexit
 import dataclasses
 import logging
 import os
+import signal
 import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
@@ -103,6 +104,7 @@ class Profiler:
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
                 self._register_multiprocessing_hook()
+                install_sigterm_flush(self)
                 self._atexit_registered = True
             _logger.debug("otelprof: profiling at %g Hz", self.config.sampling_rate_hz)
         return self
@@ -246,6 +248,32 @@ def merge_profiles(profiles: List[Profile]) -> List[Profile]:
             )
         )
     return merged
+
+
+def install_sigterm_flush(profiler: Profiler) -> None:
+    """Flush on SIGTERM when the application left SIGTERM at its default (die at once).
+
+    A default SIGTERM ends the process without running atexit, losing the last interval: the
+    usual fate of a plain script stopped by a supervisor. We only step in where nobody else
+    handles the signal, and then die of the same signal, so the exit status is unchanged. An
+    application that installs its own handler later simply replaces ours.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return
+
+        def flush_and_die(signum: int, frame: object) -> None:
+            try:
+                profiler.stop()
+            finally:
+                signal.signal(signum, signal.SIG_DFL)
+                os.kill(os.getpid(), signum)
+
+        signal.signal(signal.SIGTERM, flush_and_die)
+    except (ValueError, OSError):  # no signals here (embedded interpreter, odd platform)
+        return
 
 
 def _after_fork_in_child() -> None:

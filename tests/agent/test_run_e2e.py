@@ -124,3 +124,21 @@ def test_missing_command_is_reported():
     result = run([*OTELPROF, "run", "--", "no-such-program-xyz"])
     assert result.returncode == 127
     assert "command not found: no-such-program-xyz" in result.stderr
+
+
+def test_default_sigterm_still_flushes_and_dies_of_the_signal(tmp_path):
+    process = subprocess.Popen(
+        [*OTELPROF, "run", "--output", str(tmp_path), "--", str(APPS / "default_sigterm_app.py")],
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout.readline() == f"ready {process.pid}\n"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == -signal.SIGTERM, stderr
+    assert load_requests(tmp_path)
