@@ -59,9 +59,11 @@ def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
     for i, link in enumerate(d.link_table):
         _check_id(f"dictionary.link_table[{i}].trace_id", link.trace_id, TRACE_ID_BYTES)
         _check_id(f"dictionary.link_table[{i}].span_id", link.span_id, SPAN_ID_BYTES)
-    if len(d.link_table) and (d.link_table[0].trace_id or d.link_table[0].span_id):
+    # The proto recommends 16 and 8 zero bytes for link_table[0] (codecs that insist on fixed
+    # id lengths); empty ids are the other valid zero value. Anything non-zero is an error.
+    if len(d.link_table) and (any(d.link_table[0].trace_id) or any(d.link_table[0].span_id)):
         raise InvalidRequestError(
-            "dictionary.link_table[0] must be the empty link (the zero value)"
+            "dictionary.link_table[0] must be the zero link (empty or all-zero ids)"
         )
     for i, mapping in enumerate(d.mapping_table):
         where = f"dictionary.mapping_table[{i}]"
