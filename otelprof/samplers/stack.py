@@ -25,6 +25,8 @@ from otelprof.model import (
 
 Tagger = Callable[[int], Hashable]
 """Given a thread ident, returns a hashable tag (e.g. the active span) recorded with its sample."""
+Observer = Callable[[Hashable, Optional[CodeType], int, int], None]
+"""Told of each sample that got a tag: (tag, innermost code, cpu ns, wall ns); per-span accounting."""
 
 # A stack key is the flat tuple (id(code0), lasti0, id(code1), lasti1, ...), leaf first: ints hash
 # fast (hashing a code object walks its constants), and the code objects themselves are held in
@@ -91,12 +93,14 @@ class StackSampler:
         interval_seconds: float = 0.01,
         max_depth: int = 128,
         tagger: Optional[Tagger] = None,
+        observer: Optional[Observer] = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         unix_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self.interval_seconds = interval_seconds
         self.max_depth = max_depth
         self.tagger = tagger
+        self.observer = observer
         self._clock_ns = clock_ns
         self._unix_clock_ns = unix_clock_ns
         self._lock = threading.Lock()
@@ -158,10 +162,12 @@ class StackSampler:
         self._last_tick_ns = now
         # The first tick has no measured interval; charge the nominal one.
         wall_delta = now - last if last is not None else int(self.interval_seconds * 1e9)
+        first_tick = last is None
         frames = sys._current_frames()
         active: _ThreadMap = threading._active  # type: ignore[attr-defined]
         cpu_state = self._cpu_state
         tagger = self.tagger
+        observer = self.observer
         max_depth = self.max_depth
         with self._lock:
             interval = self._interval
@@ -170,9 +176,11 @@ class StackSampler:
             for ident, frame in frames.items():
                 if ident in AGENT_THREAD_IDENTS:
                     continue
-                cpu_delta = self._cpu_delta(ident, active.get(ident), cpu_state)
+                cpu_delta = self._cpu_delta(ident, active.get(ident), cpu_state, first_tick)
                 key, codes = _walk(frame, max_depth)
                 tag = tagger(ident) if tagger is not None else None
+                if tag is not None and observer is not None:
+                    observer(tag, codes[0] if codes else None, cpu_delta, wall_delta)
                 entry = counts.get((key, ident, tag))
                 if entry is None:
                     counts[(key, ident, tag)] = [cpu_delta, wall_delta, 1]
@@ -194,12 +202,16 @@ class StackSampler:
         ident: int,
         thread: Optional[threading.Thread],
         cpu_state: Dict[int, Tuple[object, Optional[int], Optional[int]]],
+        first_tick: bool,
     ) -> int:
         state = cpu_state.get(ident)
         if state is None or state[0] is not thread:
-            # New thread, or a reused ident: (re)derive the clock, take a baseline, charge 0.
+            # A thread not seen before (or a reused ident). Its CPU clock counts from the
+            # thread's creation, so a thread born since the last tick is charged all of it:
+            # servers that start a thread per request would otherwise lose most of their CPU.
+            # Threads already running when profiling starts only get a baseline.
             clock = _thread_cpu_clock(getattr(thread, "native_id", None))
-            previous = None
+            previous = None if first_tick else 0
         else:
             _, clock, previous = state
         if clock is None:

@@ -158,3 +158,20 @@ def test_exited_threads_do_not_break_sampling():
     sampler.sample_once()
     assert sampler.drain().ticks == 21
     assert len(sampler._cpu_state) <= len(sys._current_frames())
+
+
+def burn_then_park(arrived: threading.Event, release: threading.Event) -> None:
+    sum(i * i for i in range(200_000))
+    parked_in_known_function(arrived, release)
+
+
+def test_a_thread_born_between_ticks_is_charged_its_cpu_since_creation():
+    # Thread-per-request servers: the request thread may be seen only once; its CPU since
+    # creation must still be charged, not taken as a baseline.
+    sampler = StackSampler(interval_seconds=0.01)
+    sampler.sample_once()  # profiling starts: existing threads get a baseline
+    with ParkedThread("born-later", burn_then_park):
+        sampler.sample_once()
+        snapshot = sampler.drain()
+    (sample,) = _samples_of(snapshot, "born-later")
+    assert sample.cpu_nanos > 0
