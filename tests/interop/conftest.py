@@ -3,14 +3,42 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Mapping
+from typing import Any, Iterator, List, Mapping, Optional
 
 import pytest
 
-from .otelcol import CollectorError, RunningCollector, build_otelcol, start_collector
+from .otelcol import CollectorError, build_otelcol
+from .services import (
+    RunningService,
+    collector_processor_command,
+    memory_limiter,
+    otelcol_command,
+    start_service,
+)
 from .sinks import GrpcSink, HttpSink
 
-StartCollector = Callable[[Mapping[str, Any]], RunningCollector]
+
+class Starter:
+    """Starts services of one kind for one test; all are stopped (SIGTERM) at teardown."""
+
+    def __init__(self, command: List[str], workdir: Path, default_processors: Mapping[str, Any]):
+        self._command = command
+        self._workdir = workdir
+        self._default_processors = default_processors
+        self.running: List[RunningService] = []
+
+    def __call__(
+        self, exporters: Mapping[str, Any], processors: Optional[Mapping[str, Any]] = None
+    ) -> RunningService:
+        chosen = self._default_processors if processors is None else processors
+        workdir = self._workdir / str(len(self.running))
+        service = start_service(self._command, workdir, exporters, chosen)
+        self.running.append(service)
+        return service
+
+    def stop_all(self) -> None:
+        for service in self.running:
+            service.stop()
 
 
 @pytest.fixture(scope="session")
@@ -25,18 +53,19 @@ def otelcol_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def start_otelcol(otelcol_binary: Path, tmp_path: Path) -> Iterator[StartCollector]:
-    """Start Collectors with the given exporters; all are stopped (SIGTERM) at teardown."""
-    running: List[RunningCollector] = []
+def start_otelcol(otelcol_binary: Path, tmp_path: Path) -> Iterator[Starter]:
+    """Start real Collectors (memory_limiter in the pipeline unless told otherwise)."""
+    starter = Starter(otelcol_command(otelcol_binary), tmp_path / "otelcol", memory_limiter())
+    yield starter
+    starter.stop_all()
 
-    def start(exporters: Mapping[str, Any]) -> RunningCollector:
-        collector = start_collector(otelcol_binary, tmp_path / f"otelcol-{len(running)}", exporters)
-        running.append(collector)
-        return collector
 
-    yield start
-    for collector in running:
-        collector.stop()
+@pytest.fixture
+def start_collector_processor(tmp_path: Path) -> Iterator[Starter]:
+    """Start `python -m collector_processor` services (no processors unless given)."""
+    starter = Starter(collector_processor_command(), tmp_path / "collector_processor", {})
+    yield starter
+    starter.stop_all()
 
 
 @pytest.fixture

@@ -89,6 +89,7 @@ def _dictionary() -> Tuple[pb.ProfilesDictionary, Dict[Tuple[str, Scalar], int]]
     table.mapping_table.add()
     table.location_table.add()
     table.function_table.add()
+    # The proto lets link_table[0] be Link{} or zero-filled ids and says SHOULD for the latter.
     table.link_table.add(trace_id=bytes(16), span_id=bytes(8))
     table.attribute_table.add()
     table.stack_table.add()

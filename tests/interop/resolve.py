@@ -44,7 +44,13 @@ def plain_attributes(attributes: Iterable[KeyValue], strings: Sequence[str] = ()
     The Collector's OTLP/HTTP exporter (pdata ProtoMarshaler) sends resource and scope
     attributes as `key_strindex` / `string_value_strindex`; its gRPC exporter sends plain ones.
     """
-    return {(kv.key or strings[kv.key_strindex]): any_value(kv.value, strings) for kv in attributes}
+    resolved: Dict[str, Any] = {}
+    for kv in attributes:
+        key = kv.key or strings[kv.key_strindex]
+        # Keys are unique in OTLP: a duplicate means some hop appended instead of replacing.
+        assert key not in resolved, f"attribute {key!r} appears twice"
+        resolved[key] = any_value(kv.value, strings)
+    return resolved
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
     ExportProfilesServiceResponse,
 )
 
-from .conftest import StartCollector
-from .otelcol import RunningCollector, grpc_exporter, http_exporter
+from .conftest import Starter
 from .payloads import (
     LINKS,
     RESOURCE_ATTRIBUTES,
@@ -25,6 +24,7 @@ from .payloads import (
     hand_built_request,
 )
 from .resolve import resolve, resolve_all
+from .services import RunningService, grpc_exporter, http_exporter
 from .sinks import HTTP_PATH, GrpcSink, HttpSink, Recorder
 
 pytestmark = [pytest.mark.collector, pytest.mark.timeout(1800)]
@@ -36,14 +36,14 @@ def assert_accepted(response: ExportProfilesServiceResponse) -> None:
     assert response.partial_success.error_message == "", response
 
 
-def send_grpc(collector: RunningCollector, request: ExportProfilesServiceRequest) -> None:
+def send_grpc(collector: RunningService, request: ExportProfilesServiceRequest) -> None:
     with grpc.insecure_channel(collector.grpc_endpoint) as channel:
         stub = profiles_service_pb2_grpc.ProfilesServiceStub(channel)
         response: ExportProfilesServiceResponse = stub.Export(request, timeout=10)
     assert_accepted(response)
 
 
-def send_http(collector: RunningCollector, request: ExportProfilesServiceRequest) -> None:
+def send_http(collector: RunningService, request: ExportProfilesServiceRequest) -> None:
     response = requests.post(
         collector.http_endpoint + HTTP_PATH,
         data=request.SerializeToString(),
@@ -58,7 +58,7 @@ def send_http(collector: RunningCollector, request: ExportProfilesServiceRequest
 @pytest.mark.parametrize("ingress", ["grpc", "http"])
 @pytest.mark.parametrize("egress", ["otlp_grpc", "otlp_http"])
 def test_request_round_trips_through_collector(
-    start_otelcol: StartCollector,
+    start_otelcol: Starter,
     grpc_sink: GrpcSink,
     http_sink: HttpSink,
     ingress: str,
@@ -83,7 +83,7 @@ def test_request_round_trips_through_collector(
 
 
 def test_resource_scope_sample_content_survives(
-    start_otelcol: StartCollector, grpc_sink: GrpcSink
+    start_otelcol: Starter, grpc_sink: GrpcSink
 ) -> None:
     collector = start_otelcol({"otlp_grpc": grpc_exporter(grpc_sink.endpoint)})
     send_grpc(collector, hand_built_request())
@@ -122,7 +122,7 @@ def _string_references(request: ExportProfilesServiceRequest) -> Tuple[int, int]
 
 
 def test_collector_grpc_exporter_sends_plain_resource_attributes(
-    start_otelcol: StartCollector, grpc_sink: GrpcSink
+    start_otelcol: Starter, grpc_sink: GrpcSink
 ) -> None:
     collector = start_otelcol({"otlp_grpc": grpc_exporter(grpc_sink.endpoint)})
     send_grpc(collector, hand_built_request())
@@ -133,7 +133,7 @@ def test_collector_grpc_exporter_sends_plain_resource_attributes(
 
 
 def test_collector_http_exporter_sends_resource_attributes_as_string_references(
-    start_otelcol: StartCollector, http_sink: HttpSink
+    start_otelcol: Starter, http_sink: HttpSink
 ) -> None:
     # pdata's ProtoMarshaler (used by otlp_http, not by otlp_grpc) moves resource and scope
     # attribute strings into the dictionary: whoever receives from it must resolve them.
@@ -148,7 +148,7 @@ def test_collector_http_exporter_sends_resource_attributes_as_string_references(
 
 
 def test_collector_keeps_requests_of_two_services_apart(
-    start_otelcol: StartCollector, grpc_sink: GrpcSink
+    start_otelcol: Starter, grpc_sink: GrpcSink
 ) -> None:
     first = hand_built_request()
     second = hand_built_request()
