@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, TypeVar
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
 from otelprof import environment_variables as ev
 
@@ -43,10 +43,12 @@ class ExporterConfig:
 
     @property
     def use_tls(self) -> bool:
-        """TLS unless told ``insecure`` or given an ``http://`` endpoint."""
-        if self.insecure is not None:
-            return not self.insecure
-        return not self.endpoint.startswith("http://")
+        """The scheme decides, as in the OTLP spec and the Python SDK: ``https://`` is TLS.
+
+        ``insecure`` only matters for an endpoint given without a scheme, and
+        :func:`resolve_config` has already turned that into an ``http://`` or ``https://`` one.
+        """
+        return self.endpoint.startswith("https://")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,26 @@ class ProfilerConfig:
     service_name: Optional[str] = None
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     exporter: ExporterConfig = field(default_factory=ExporterConfig)
+    # Precise (yappi) and memory (tracemalloc) windows, GC, overhead governor: docs/windows.md.
+    precise_window_seconds: float = 1.0
+    precise_interval_seconds: float = 300.0
+    precise_clock: str = "wall"
+    memory_window_seconds: float = 2.0
+    memory_interval_seconds: float = 300.0
+    memory_traceback_depth: int = 16
+    memory_overhead_cap_mib: float = 16.0
+    memory_snapshot_interval_seconds: float = 10.0
+    leak_min_windows: int = 3
+    leak_min_bytes_per_second: float = 1024.0
+    overhead_budget: float = 0.01
+    window_signal: Optional[str] = None
+    gc_profiling: bool = True
+    whole_run: Optional[str] = None
+    # Span correlation and the span attributes it adds (docs/correlation.md).
+    span_attributes: bool = True
+    max_endpoints: int = 100
+    max_task_names: int = 100
+    pyroscope_profile_id: bool = False
 
     def replace(self, **changes: object) -> ProfilerConfig:
         """Return a copy with ``changes`` applied and validated."""
@@ -76,6 +98,18 @@ _RANGES: Dict[str, tuple[float, float]] = {
     "max_stack_depth": (1, 4096),
     "queue_size": (1, 10000),
     "shutdown_timeout_seconds": (0.0, 600.0),
+    "precise_window_seconds": (0.0, 3600.0),
+    "precise_interval_seconds": (1.0, 86400.0),
+    "memory_window_seconds": (0.0, 3600.0),
+    "memory_interval_seconds": (1.0, 86400.0),
+    "memory_traceback_depth": (1, 100),
+    "memory_overhead_cap_mib": (1.0, 4096.0),
+    "memory_snapshot_interval_seconds": (0.1, 3600.0),
+    "leak_min_windows": (2, 100),
+    "leak_min_bytes_per_second": (0.0, 1e12),
+    "overhead_budget": (0.0, 1.0),
+    "max_endpoints": (0, 10000),
+    "max_task_names": (0, 10000),
 }
 
 
@@ -87,6 +121,8 @@ def validate(config: ProfilerConfig) -> None:
             raise ConfigError(f"{name} must be a number, got {value!r}")
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+    _validate_windows(config)
+    _validate_correlation(config)
     exporter = config.exporter
     if exporter.protocol not in PROTOCOLS:
         raise ConfigError(
@@ -172,6 +208,38 @@ def parse_headers(raw: str) -> Dict[str, str]:
     return headers
 
 
+def _is_base_url(endpoint: str) -> bool:
+    from urllib.parse import urlsplit
+
+    return urlsplit(endpoint if "://" in endpoint else "//" + endpoint).path in ("", "/")
+
+
+def _parse_timeout(name: str, raw: str, default_seconds: float) -> float:
+    """The OTLP spec gives the timeout in milliseconds; the Python SDK reads it as seconds.
+
+    A shared environment often holds the SDK's reading (``10``): taken as milliseconds that
+    would be a 10 ms timeout and no export would ever succeed. So a value under 100 is read as
+    seconds, with a warning saying so.
+    """
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 600_000:
+        _warn_bad(name, raw, "expected milliseconds between 1 and 600000", default_seconds)
+        return default_seconds
+    if value < 100:
+        _logger.warning(
+            "otelprof: %s=%s read as seconds (as the OpenTelemetry Python SDK does); the OTLP "
+            "spec unit is milliseconds, so %s ms would be too short to export anything",
+            name,
+            raw,
+            raw,
+        )
+        return value
+    return value / 1000.0
+
+
 def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]) -> ExporterConfig:
     default = ExporterConfig()
     protocol = explicit.get("protocol")
@@ -181,6 +249,10 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
         if raw is not None:
             if raw in PROTOCOLS:
                 protocol = raw
+            elif raw.startswith("http/"):
+                # e.g. http/json: the endpoint is an HTTP one, so HTTP with protobuf still works.
+                _warn_bad(name, raw, f"supported: {', '.join(PROTOCOLS)}", "http/protobuf")
+                protocol = "http/protobuf"
             else:
                 _warn_bad(name, raw, f"supported: {', '.join(PROTOCOLS)}", default.protocol)
 
@@ -199,12 +271,9 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
                 if protocol == "grpc"
                 else DEFAULT_HTTP_ENDPOINT + HTTP_PROFILES_PATH
             )
-    elif (
-        protocol != "grpc"
-        and isinstance(endpoint, str)
-        and not endpoint.rstrip("/").endswith(HTTP_PROFILES_PATH)
-    ):
-        # An explicit base URL such as http://collector:4318 means the standard profiles path.
+    elif protocol != "grpc" and isinstance(endpoint, str) and _is_base_url(endpoint):
+        # An explicit base URL such as http://collector:4318 means the standard profiles path;
+        # a URL with a path of its own (a gateway's) is used as given.
         endpoint = endpoint.rstrip("/") + HTTP_PROFILES_PATH
 
     if isinstance(endpoint, str) and "://" not in endpoint:
@@ -216,6 +285,10 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
         endpoint = ("http://" if insecure_hint else "https://") + endpoint
 
     headers = explicit.get("headers")
+    if isinstance(headers, str):
+        headers = parse_headers(headers)
+    elif headers is not None and not isinstance(headers, Mapping):
+        raise ConfigError(f"headers must be a mapping or 'k1=v1,k2=v2', got {headers!r}")
     if headers is None:
         _, raw = _otlp_env(environ, "HEADERS")
         headers = parse_headers(raw) if raw else {}
@@ -225,14 +298,7 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
         name, raw = _otlp_env(environ, "TIMEOUT")
         timeout = default.timeout_seconds
         if raw is not None:
-            # The OTLP spec gives this variable in milliseconds.
-            try:
-                millis = float(raw)
-                if not 0 < millis <= 600_000:
-                    raise ValueError
-                timeout = millis / 1000.0
-            except ValueError:
-                _warn_bad(name, raw, "expected milliseconds between 1 and 600000", 10_000)
+            timeout = _parse_timeout(name, raw, default.timeout_seconds)
 
     compression = explicit.get("compression")
     if compression is None:
@@ -263,7 +329,7 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
     return ExporterConfig(
         protocol=str(protocol),
         endpoint=str(endpoint),
-        headers=dict(headers),  # type: ignore[call-overload]
+        headers=dict(headers),
         timeout_seconds=float(timeout),  # type: ignore[arg-type]
         compression=str(compression),
         insecure=insecure if isinstance(insecure, bool) else None,
@@ -323,6 +389,162 @@ def resolve_config(environ: Optional[Mapping[str, str]] = None, **explicit: Any)
         service_name=explicit.get("service_name") or None,
         resource_attributes=dict(resource_attributes),
         exporter=exporter,
+        **_resolve_windows(env, explicit, default),
+        **_resolve_correlation(env, explicit, default),
     )
     validate(config)
     return config
+
+
+# --- windows, GC and the overhead governor (docs/windows.md) ---------------------------------
+
+PRECISE_CLOCKS = ("wall", "cpu")
+WHOLE_RUN_MODES = ("precise", "memory")
+_WINDOW_NUMBERS: Tuple[Tuple[str, str, Callable[[str], Any]], ...] = (
+    ("precise_window_seconds", ev.OTEL_PYTHON_PROFILER_PRECISE_WINDOW, float),
+    ("precise_interval_seconds", ev.OTEL_PYTHON_PROFILER_PRECISE_INTERVAL, float),
+    ("memory_window_seconds", ev.OTEL_PYTHON_PROFILER_MEMORY_WINDOW, float),
+    ("memory_interval_seconds", ev.OTEL_PYTHON_PROFILER_MEMORY_INTERVAL, float),
+    ("memory_traceback_depth", ev.OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH, int),
+    ("memory_overhead_cap_mib", ev.OTEL_PYTHON_PROFILER_MEMORY_OVERHEAD_CAP_MIB, float),
+    (
+        "memory_snapshot_interval_seconds",
+        ev.OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL,
+        float,
+    ),
+    ("leak_min_windows", ev.OTEL_PYTHON_PROFILER_LEAK_MIN_WINDOWS, int),
+    ("leak_min_bytes_per_second", ev.OTEL_PYTHON_PROFILER_LEAK_MIN_RATE, float),
+    ("overhead_budget", ev.OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET, float),
+)
+_WINDOW_PAIRS = (
+    ("precise_window_seconds", "precise_interval_seconds"),
+    ("memory_window_seconds", "memory_interval_seconds"),
+)
+
+
+def parse_signal(name: str) -> int:
+    """``SIGUSR2``, ``usr2`` or ``12`` -> the signal number; ValueError when it can't be used."""
+    import signal
+
+    text = name.strip().upper()
+    if not text.isdigit() and not text.startswith("SIG"):
+        text = "SIG" + text
+    try:
+        number = int(text) if text.isdigit() else int(signal.Signals[text])
+    except KeyError:
+        raise ValueError(f"unknown signal {name!r}") from None
+    if number not in signal.valid_signals() or number in (
+        getattr(signal, "SIGKILL", -1),
+        getattr(signal, "SIGSTOP", -1),
+    ):
+        raise ValueError(f"signal {name!r} cannot be handled")
+    return number
+
+
+def _validate_windows(config: ProfilerConfig) -> None:
+    if config.precise_clock not in PRECISE_CLOCKS:
+        raise ConfigError(
+            f"precise_clock must be one of {', '.join(PRECISE_CLOCKS)},"
+            f" got {config.precise_clock!r}"
+        )
+    if config.whole_run is not None and config.whole_run not in WHOLE_RUN_MODES:
+        raise ConfigError(
+            f"whole_run must be one of {', '.join(WHOLE_RUN_MODES)}, got {config.whole_run!r}"
+        )
+    if config.window_signal is not None:
+        try:
+            parse_signal(config.window_signal)
+        except ValueError as error:
+            raise ConfigError(f"window_signal: {error}") from None
+    for window, interval in _WINDOW_PAIRS:
+        if getattr(config, window) > getattr(config, interval):
+            raise ConfigError(f"{window} must not be longer than {interval}")
+
+
+def _env_choice(
+    environ: Mapping[str, str], name: str, choices: Tuple[str, ...], default: Optional[str]
+) -> Optional[str]:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in choices:
+        return raw
+    _warn_bad(name, raw, f"supported: {', '.join(choices)}", default)
+    return default
+
+
+def _resolve_windows(
+    environ: Mapping[str, str], explicit: Mapping[str, Any], default: ProfilerConfig
+) -> Dict[str, Any]:
+    """The window settings of :func:`resolve_config` (explicit -> environment -> default)."""
+    out: Dict[str, Any] = {}
+    for key, env_name, parse in _WINDOW_NUMBERS:
+        if key in explicit:
+            out[key] = explicit[key]
+        else:
+            out[key] = _env_number(environ, env_name, getattr(default, key), parse, key)
+    for window, interval in _WINDOW_PAIRS:
+        if window not in explicit and interval not in explicit and out[window] > out[interval]:
+            _warn_bad(window, str(out[window]), f"longer than {interval}", out[interval])
+            out[window] = out[interval]
+    out["precise_clock"] = explicit.get("precise_clock") or _env_choice(
+        environ, ev.OTEL_PYTHON_PROFILER_PRECISE_CLOCK, PRECISE_CLOCKS, default.precise_clock
+    )
+    out["whole_run"] = explicit.get("whole_run") or _env_choice(
+        environ, ev.OTEL_PYTHON_PROFILER_WHOLE_RUN, WHOLE_RUN_MODES, None
+    )
+    signal_name = explicit.get("window_signal")
+    if signal_name is None:
+        raw = environ.get(ev.OTEL_PYTHON_PROFILER_WINDOW_SIGNAL, "").strip()
+        if raw:
+            try:
+                parse_signal(raw)
+                signal_name = raw
+            except ValueError as error:
+                _warn_bad(ev.OTEL_PYTHON_PROFILER_WINDOW_SIGNAL, raw, str(error), None)
+    out["window_signal"] = signal_name
+    out["gc_profiling"] = (
+        explicit["gc_profiling"]
+        if "gc_profiling" in explicit
+        else env_bool(environ, ev.OTEL_PYTHON_PROFILER_GC, default.gc_profiling)
+    )
+    return out
+
+
+# --- span correlation (docs/correlation.md) ---------------------------------------------------
+
+_CORRELATION_FLAGS = (
+    ("span_attributes", ev.OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES),
+    ("pyroscope_profile_id", ev.OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID),
+)
+_CORRELATION_CAPS = (
+    ("max_endpoints", ev.OTEL_PYTHON_PROFILER_MAX_ENDPOINTS),
+    ("max_task_names", ev.OTEL_PYTHON_PROFILER_MAX_TASK_NAMES),
+)
+
+
+def _validate_correlation(config: ProfilerConfig) -> None:
+    for name, _ in _CORRELATION_FLAGS:
+        if not isinstance(getattr(config, name), bool):
+            raise ConfigError(f"{name} must be true or false, got {getattr(config, name)!r}")
+    for name, _ in _CORRELATION_CAPS:
+        if not isinstance(getattr(config, name), int):
+            raise ConfigError(f"{name} must be a whole number, got {getattr(config, name)!r}")
+
+
+def _resolve_correlation(
+    environ: Mapping[str, str], explicit: Mapping[str, Any], default: ProfilerConfig
+) -> Dict[str, Any]:
+    """The span correlation settings of :func:`resolve_config`."""
+    out: Dict[str, Any] = {}
+    for key, env_name in _CORRELATION_FLAGS:
+        out[key] = (
+            explicit[key] if key in explicit else env_bool(environ, env_name, getattr(default, key))
+        )
+    for key, env_name in _CORRELATION_CAPS:
+        out[key] = (
+            explicit[key]
+            if key in explicit
+            else _env_number(environ, env_name, getattr(default, key), int, key)
+        )
+    return out

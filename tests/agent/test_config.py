@@ -49,6 +49,44 @@ def test_profiles_specific_env_wins_over_generic_and_explicit_wins_over_both():
     assert explicit.exporter.use_tls
 
 
+def test_unsupported_http_protocol_falls_back_to_http_protobuf(caplog):
+    env = {
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+    }
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        exporter = resolve_config(env).exporter
+    assert exporter.protocol == "http/protobuf"
+    assert exporter.endpoint == "http://c:4318/v1development/profiles"
+    assert "http/json" in caplog.text
+
+
+def test_explicit_http_endpoint_keeps_its_own_path():
+    config = resolve_config({}, protocol="http/protobuf", endpoint="https://gw.example/ingest/x")
+    assert config.exporter.endpoint == "https://gw.example/ingest/x"
+    base = resolve_config({}, protocol="http/protobuf", endpoint="http://c:4318/")
+    assert base.exporter.endpoint == "http://c:4318/v1development/profiles"
+
+
+def test_scheme_decides_tls():
+    env = {"OTEL_EXPORTER_OTLP_INSECURE": "false"}
+    assert not resolve_config(env, endpoint="http://c:4317").exporter.use_tls
+    assert resolve_config(
+        {"OTEL_EXPORTER_OTLP_INSECURE": "true"}, endpoint="https://c:4317"
+    ).exporter.use_tls
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("2500", 2.5), ("10", 10.0), ("100", 0.1)])
+def test_timeout_is_milliseconds_but_small_values_are_the_sdks_seconds(raw, seconds):
+    assert resolve_config({"OTEL_EXPORTER_OTLP_TIMEOUT": raw}).exporter.timeout_seconds == seconds
+
+
+def test_headers_given_as_text_are_parsed():
+    assert resolve_config({}, headers="a=1,b=2").exporter.headers == {"a": "1", "b": "2"}
+    with pytest.raises(ConfigError, match="headers must be"):
+        resolve_config({}, headers=5)
+
+
 def test_profiles_endpoint_is_used_as_is():
     env = {
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
@@ -93,7 +131,7 @@ def test_our_env_vars_are_read():
         (ev.OTEL_PYTHON_PROFILER_SAMPLING_RATE, "fast", "not a number"),
         (ev.OTEL_PYTHON_PROFILER_SAMPLING_RATE, "0", "must be between 1 and 1000"),
         (ev.OTEL_PYTHON_PROFILER_MAX_STACK_DEPTH, "1.5", "not a number"),
-        ("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "http/json", "supported: grpc, http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "udp", "supported: grpc, http/protobuf"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "supported: gzip, none"),
         ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "expected milliseconds"),
     ],
