@@ -1,4 +1,4 @@
-"""Realistic, valid OTLP profiles requests for the collector tests, built with the generated classes."""
+"""Realistic, valid OTLP profiles requests for the collector tests (generated proto classes)."""
 
 from __future__ import annotations
 

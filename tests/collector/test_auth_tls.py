@@ -8,7 +8,6 @@ from typing import Any, Callable, Dict
 import grpc
 import pytest
 import requests
-
 from export.certs import TlsFiles, make_tls_files
 
 from .backends import GrpcBackend, HttpBackend, wait_until

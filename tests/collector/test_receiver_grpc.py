@@ -147,3 +147,16 @@ def test_full_queue_refuses_with_unavailable_and_retry_info(
     assert info.retry_delay.seconds >= 1
     grpc_backend.recorder.fail_always = None  # let the queue drain
     grpc_backend.recorder.wait_for(1)
+
+
+def test_memory_limiter_refuses_with_unavailable(
+    grpc_backend: GrpcBackend, start_service: StartService
+) -> None:
+    # 1 MiB is far below any Python process: every request is over budget.
+    processors = {"memory_limiter": {"check_interval": "1s", "limit_mib": 1}}
+    service = start_service(base_config(forward_to(grpc_backend), processors=processors))
+    code, details, _ = grpc_export(service.grpc_port, make_request().SerializeToString())
+    assert code == grpc.StatusCode.UNAVAILABLE
+    assert details.startswith("memory usage ")
+    assert details.endswith("is above the soft limit 0 MiB")
+    assert grpc_backend.recorder.attempts == 0

@@ -1,0 +1,218 @@
+"""Configuration: defaults, every invalid config in testdata/ with its exact error, overrides."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict
+from unittest import mock
+
+import pytest
+import yaml
+
+from collector_processor.__main__ import main
+from collector_processor.confparse import ConfigError, parse_duration
+from collector_processor.config import load_config, parse_config
+from collector_processor.exporter.config import (
+    FileExporterConfig,
+    OTLPGrpcExporterConfig,
+    OTLPHttpExporterConfig,
+    SendingSettings,
+    default_file_config,
+    default_otlp_grpc_config,
+    default_otlp_http_config,
+)
+from collector_processor.extension.config import FileStorageConfig, HealthCheckConfig
+from collector_processor.processor.config import (
+    ResourceDetectionConfig,
+    default_resourcedetection_config,
+)
+from collector_processor.receiver.config import (
+    GrpcServerConfig,
+    HttpServerConfig,
+    OTLPReceiverConfig,
+    default_config,
+)
+from collector_processor.sending.config import (
+    QueueSettings,
+    RetrySettings,
+    default_queue_settings,
+    default_retry_settings,
+)
+from collector_processor.tlsconfig import ClientTLS
+
+TESTDATA = Path(__file__).parent / "testdata"
+INVALID = sorted(TESTDATA.glob("*.yaml"))
+
+MINIMAL = """
+receivers:
+  otlp:
+    protocols:
+      grpc:
+exporters:
+  otlp:
+    endpoint: backend:4317
+service:
+  pipelines:
+    profiles:
+      receivers: [otlp]
+      exporters: [otlp]
+"""
+
+
+def expected_error(path: Path) -> str:
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("# expect: "), f"{path.name} must start with '# expect: '"
+    return first_line[len("# expect: ") :]
+
+
+def test_there_are_invalid_configs_to_check() -> None:
+    assert len(INVALID) >= 30
+
+
+@pytest.mark.parametrize("path", INVALID, ids=[p.stem for p in INVALID])
+def test_invalid_config_gives_the_exact_error(path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config([str(path)])
+    assert str(caught.value) == expected_error(path)
+
+
+def test_defaults_are_the_collectors() -> None:
+    assert default_queue_settings() == QueueSettings(
+        enabled=True, num_consumers=10, queue_size=1000, storage=None
+    )
+    assert default_retry_settings() == RetrySettings(
+        enabled=True,
+        initial_interval_seconds=5.0,
+        max_interval_seconds=30.0,
+        max_elapsed_time_seconds=300.0,
+        multiplier=1.5,
+        randomization_factor=0.5,
+    )
+    assert default_otlp_grpc_config() == OTLPGrpcExporterConfig(
+        endpoint="", headers={}, compression="gzip", tls=ClientTLS(), sending=SendingSettings(5.0)
+    )
+    assert default_otlp_http_config() == OTLPHttpExporterConfig(
+        compression="gzip", encoding="proto", sending=SendingSettings(30.0)
+    )
+    assert default_file_config() == FileExporterConfig(
+        path="", format="json", rotation=False, max_megabytes=100, max_backups=100
+    )
+    assert default_config() == OTLPReceiverConfig(
+        grpc=GrpcServerConfig(endpoint="localhost:4317", max_recv_msg_size_mib=4),
+        http=HttpServerConfig(
+            endpoint="localhost:4318",
+            max_request_body_size=20 * 1024 * 1024,
+            profiles_url_path="/v1development/profiles",
+        ),
+    )
+    assert default_resourcedetection_config() == ResourceDetectionConfig(
+        detectors=("env",), override=False, hostname_sources=("os",)
+    )
+    assert FileStorageConfig() == FileStorageConfig(
+        directory="/var/lib/otelcol/file_storage", create_directory=False, fsync=True
+    )
+    assert HealthCheckConfig() == HealthCheckConfig(endpoint="localhost:13133", path="/")
+
+
+def write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_minimal_config_uses_aliases_and_only_enabled_protocols(tmp_path: Path) -> None:
+    config = load_config([write(tmp_path, "c.yaml", MINIMAL)])
+    exporter = config.exporters["otlp"]
+    assert exporter.type == "otlp_grpc"
+    assert exporter.settings.endpoint == "backend:4317"
+    receiver = config.receivers["otlp"].settings
+    assert receiver.grpc == GrpcServerConfig()
+    assert receiver.http is None
+
+
+def test_files_merge_and_set_overrides_win(tmp_path: Path) -> None:
+    base = write(tmp_path, "base.yaml", MINIMAL)
+    extra = write(
+        tmp_path,
+        "extra.yaml",
+        "exporters:\n  otlp:\n    timeout: 2s\n"
+        "processors:\n  resource:\n    attributes: [{key: a, value: x, action: insert}]\n",
+    )
+    config = load_config(
+        [base, extra],
+        [
+            "exporters::otlp::endpoint=other:4317",
+            "exporters::otlp::sending_queue::queue_size=5",
+            "processors::resource::attributes::0::value=42",
+            "processors::resource::attributes::1={key: b, value: y, action: upsert}",
+        ],
+    )
+    settings = config.exporters["otlp"].settings
+    assert (settings.endpoint, settings.sending.timeout_seconds) == ("other:4317", 2.0)
+    assert settings.sending.queue.queue_size == 5
+    actions = config.processors["resource"].settings.attributes
+    assert [(a.key, a.value, a.action) for a in actions] == [
+        ("a", 42, "insert"),
+        ("b", "y", "upsert"),
+    ]
+
+
+def test_set_rejects_a_malformed_assignment(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="expected key::path=value"):
+        load_config([write(tmp_path, "c.yaml", MINIMAL)], ["exporters::otlp::endpoint"])
+
+
+def test_env_references_are_expanded_with_types_and_defaults(tmp_path: Path) -> None:
+    raw: Dict[str, Any] = yaml.safe_load(MINIMAL)
+    raw["exporters"]["otlp"] = {
+        "endpoint": "${env:BACKEND}",
+        "sending_queue": {"queue_size": "${env:QUEUE_SIZE}"},
+        "headers": {"x-price": "$$5", "x-team": "${env:TEAM:-shop}", "x-id": "id-${env:BACKEND}"},
+    }
+    path = write(tmp_path, "c.yaml", yaml.safe_dump(raw))
+    with mock.patch.dict("os.environ", {"BACKEND": "env-backend:4317", "QUEUE_SIZE": "7"}):
+        settings = load_config([path]).exporters["otlp"].settings
+    assert settings.endpoint == "env-backend:4317"
+    assert settings.sending.queue.queue_size == 7
+    assert settings.headers == {
+        "x-price": "$5",
+        "x-team": "shop",
+        "x-id": "id-env-backend:4317",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("5s", 5.0),
+        ("100ms", 0.1),
+        ("1m", 60.0),
+        ("1h30m", 5400.0),
+        ("1.5s", 1.5),
+        ("0s", 0.0),
+        (0, 0.0),
+    ],
+)
+def test_durations(text: Any, seconds: float) -> None:
+    assert parse_duration(text, "x") == pytest.approx(seconds)
+
+
+def test_pipelines_named_profiles_slash_something_are_accepted() -> None:
+    raw = yaml.safe_load(MINIMAL)
+    raw["service"]["pipelines"]["profiles/second"] = {"receivers": ["otlp"], "exporters": ["otlp"]}
+    config = parse_config(raw)
+    assert [p.name for p in config.pipelines] == ["profiles", "profiles/second"]
+
+
+def test_cli_validate_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, "good.yaml", MINIMAL)
+    assert main(["--config", good, "--validate"]) == 0
+    assert capsys.readouterr().out.strip() == "config OK"
+    bad = str(TESTDATA / "queue_size_zero.yaml")
+    assert main(["--config", bad, "--validate"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "otelprof-collector: invalid configuration: "
+        "exporters::otlp_grpc/backend::sending_queue::queue_size: must be > 0"
+    )
+    assert main(["--config", str(tmp_path / "missing.yaml"), "--validate"]) == 2
+    assert "cannot read config file" in capsys.readouterr().err
