@@ -66,3 +66,161 @@ OTEL_PYTHON_PROFILER_LOG_LEVEL = "OTEL_PYTHON_PROFILER_LOG_LEVEL"
 Level of the ``otelprof`` logger (``debug``, ``info``, ``warning``, ``error``). Default: left
 to the application's logging configuration.
 """
+
+# --- windows, GC and the overhead governor (docs/windows.md) -----------------------------------
+
+OTEL_PYTHON_PROFILER_PRECISE_WINDOW = "OTEL_PYTHON_PROFILER_PRECISE_WINDOW"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_PRECISE_WINDOW
+
+Length in seconds of the scheduled precise (yappi) windows: exact per-function times and call
+counts. ``0`` disables the scheduled ones (on-demand windows still work). Default ``1``; range
+0 to 3600; at most one window per :envvar:`OTEL_PYTHON_PROFILER_PRECISE_INTERVAL`.
+"""
+
+OTEL_PYTHON_PROFILER_PRECISE_INTERVAL = "OTEL_PYTHON_PROFILER_PRECISE_INTERVAL"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_PRECISE_INTERVAL
+
+Seconds per scheduling interval of precise windows: at most one window per interval, placed at a
+random offset inside it. Default ``300``; range 1 to 86400; not shorter than the window.
+"""
+
+OTEL_PYTHON_PROFILER_PRECISE_CLOCK = "OTEL_PYTHON_PROFILER_PRECISE_CLOCK"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_PRECISE_CLOCK
+
+Clock of precise windows: ``wall`` (default; elapsed time, coroutine-aware for asyncio) or
+``cpu`` (CPU time; measured to cost about four times more on call-heavy code).
+"""
+
+OTEL_PYTHON_PROFILER_MEMORY_WINDOW = "OTEL_PYTHON_PROFILER_MEMORY_WINDOW"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_MEMORY_WINDOW
+
+Length in seconds of the scheduled memory (tracemalloc) windows. ``0`` disables the scheduled
+ones. Default ``2``; range 0 to 3600; at most one window per
+:envvar:`OTEL_PYTHON_PROFILER_MEMORY_INTERVAL`.
+"""
+
+OTEL_PYTHON_PROFILER_MEMORY_INTERVAL = "OTEL_PYTHON_PROFILER_MEMORY_INTERVAL"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_MEMORY_INTERVAL
+
+Seconds per scheduling interval of memory windows. Default ``300``; range 1 to 86400.
+"""
+
+OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH = "OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH
+
+Frames tracemalloc keeps per allocation during memory windows (its cost grows with the depth).
+Default ``16``; range 1 to 100. When the application already runs tracemalloc, its own depth
+is used.
+"""
+
+OTEL_PYTHON_PROFILER_MEMORY_OVERHEAD_CAP_MIB = "OTEL_PYTHON_PROFILER_MEMORY_OVERHEAD_CAP_MIB"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_MEMORY_OVERHEAD_CAP_MIB
+
+Most memory tracemalloc itself may use (``tracemalloc.get_tracemalloc_memory()``), in MiB; a
+memory window that reaches it closes early. Default ``16``; range 1 to 4096.
+"""
+
+OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL = "OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL
+
+Seconds between heap snapshots under ``otelprof run --memory`` (each one feeds the leak
+detector and the exported memory profiles). Default ``10``; range 0.1 to 3600.
+"""
+
+OTEL_PYTHON_PROFILER_LEAK_MIN_WINDOWS = "OTEL_PYTHON_PROFILER_LEAK_MIN_WINDOWS"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_LEAK_MIN_WINDOWS
+
+Successive memory windows (or snapshots) in which a stack's live bytes must have grown before it
+is reported as a leak candidate. Default ``3``; range 2 to 100.
+"""
+
+OTEL_PYTHON_PROFILER_LEAK_MIN_RATE = "OTEL_PYTHON_PROFILER_LEAK_MIN_RATE"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_LEAK_MIN_RATE
+
+Slowest growth, in bytes per second, reported as a leak candidate. Default ``1024``.
+"""
+
+OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET = "OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET
+
+Share of the process's CPU the agent may spend (its own threads plus the slowdown of open
+windows), as a fraction: ``0.01`` (default) is 1%. The overhead governor shortens or skips
+scheduled windows to stay inside it; on-demand windows always run, and count against it.
+Range 0 to 1.
+"""
+
+OTEL_PYTHON_PROFILER_WINDOW_SIGNAL = "OTEL_PYTHON_PROFILER_WINDOW_SIGNAL"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_WINDOW_SIGNAL
+
+A signal (e.g. ``SIGUSR2``) that opens a precise window and then a memory window, each of its
+configured length (``kill -USR2 <pid>``). Installed only when the application has no handler of
+its own for that signal. Default: none.
+"""
+
+OTEL_PYTHON_PROFILER_GC = "OTEL_PYTHON_PROFILER_GC"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_GC
+
+Charge time spent in the cyclic garbage collector to a ``[gc]`` frame on top of the stack that
+triggered the collection, in the cpu and wall profiles. ``true`` (default) or ``false``.
+"""
+
+OTEL_PYTHON_PROFILER_WHOLE_RUN = "OTEL_PYTHON_PROFILER_WHOLE_RUN"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_WHOLE_RUN
+
+``precise``: the whole program runs under yappi, its profile is exported at exit;
+``memory``: the whole program runs under tracemalloc, with a heap snapshot (and leak check)
+every :envvar:`OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL`. Set by ``otelprof run --precise``
+and ``otelprof run --memory``. Default: none (scheduled windows).
+"""
+
+# --- span correlation (docs/correlation.md) ----------------------------------------------------
+
+OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES = "OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES
+
+Add profile summaries to the application's spans when they end: ``otelprof.cpu_time_ns`` (and
+``otelprof.cpu_time.source``) on every sampled span, ``otelprof.hot_functions`` on local root
+spans. ``true`` (default) or ``false``. Needs an OpenTelemetry SDK ``TracerProvider``.
+"""
+
+OTEL_PYTHON_PROFILER_MAX_ENDPOINTS = "OTEL_PYTHON_PROFILER_MAX_ENDPOINTS"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_MAX_ENDPOINTS
+
+Distinct values of the ``otelprof.endpoint`` sample attribute (the local root span's name, or
+``METHOD /route``); later names are reported as ``other``. ``0`` turns the attribute off.
+Default ``100``; range 0 to 10000.
+"""
+
+OTEL_PYTHON_PROFILER_MAX_TASK_NAMES = "OTEL_PYTHON_PROFILER_MAX_TASK_NAMES"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_MAX_TASK_NAMES
+
+Distinct values of the ``asyncio.task.name`` sample attribute (unnamed ``Task-<n>`` tasks get
+none); later names are reported as ``other``. ``0`` turns the attribute off. Default ``100``;
+range 0 to 10000.
+"""
+
+OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID = "OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID
+
+Grafana Pyroscope mode: local root spans get ``pyroscope.profile.id`` (their span id) and every
+sample links to its local root span instead of the innermost active span, which is what
+Grafana's traces-to-profiles joins on. ``true`` or ``false`` (default).
+"""
