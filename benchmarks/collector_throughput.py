@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -127,7 +128,7 @@ def table(summary: Dict[str, Dict[str, float]], baseline: str) -> str:
 
 
 def hot_functions(raw_path: Path, top: int = 25) -> str:
-    """Self and total share of samples per function from py-spy's collapsed stacks."""
+    """Self and total share of py-spy's samples per function, from its collapsed stacks."""
     self_counts: Dict[str, int] = {}
     total_counts: Dict[str, int] = {}
     all_samples = 0
@@ -136,7 +137,12 @@ def hot_functions(raw_path: Path, top: int = 25) -> str:
         if not stack_text:
             continue
         count = int(count_text)
-        frames = [frame for frame in stack_text.split(";") if not frame.startswith("thread")]
+        # "function (file:line)" -> "function (file)": rank functions, not single lines.
+        frames = [
+            re.sub(r":\d+\)$", ")", frame)
+            for frame in stack_text.split(";")
+            if not frame.startswith(("thread", "process"))
+        ]
         if not frames:
             continue
         all_samples += count
@@ -144,7 +150,7 @@ def hot_functions(raw_path: Path, top: int = 25) -> str:
         for frame in set(frames):
             total_counts[frame] = total_counts.get(frame, 0) + count
     ranked = sorted(self_counts.items(), key=lambda item: -item[1])[:top]
-    lines = ["| self % | total % | function (file:line) |", "|---|---|---|"]
+    lines = ["| self % | total % | function (file) |", "|---|---|---|"]
     for frame, count in ranked:
         share = 100 * count / all_samples
         lines.append(f"| {share:.1f} | {100 * total_counts[frame] / all_samples:.1f} | `{frame}` |")
