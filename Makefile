@@ -20,9 +20,14 @@ venv: $(STAMP)
 demo: venv
 	$(PY) examples/demo/run_demo.py
 
-## The whole suite: lint, type check, unit + end-to-end tests.
-test: venv lint typecheck
+## The whole suite: lint, type check, unit + end-to-end tests (incl. the real Collector).
+test: venv lint typecheck otelcol
 	$(PY) -m pytest tests
+
+## The real OpenTelemetry Collector for the interop tests: built once per machine from
+## otelcol/builder-config.yaml with Go, cached outside the checkout (~/.cache/otelprof).
+otelcol:
+	scripts/build_otelcol.sh
 
 lint: venv
 	$(VENV)/bin/ruff check .
