@@ -19,13 +19,15 @@ OTLP_VARIABLES: List[Tuple[str, str]] = [
     ("OTEL_RESOURCE_ATTRIBUTES", "More resource attributes, `key=value,key2=value2`."),
     (
         "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "Base URL; HTTP appends `/v1development/profiles`. Default `http://localhost:4317` (gRPC), `http://localhost:4318` (HTTP).",
+        "Base URL; HTTP appends `/v1development/profiles`. Default `http://localhost:4317` "
+        "(gRPC), `http://localhost:4318` (HTTP).",
     ),
     ("OTEL_EXPORTER_OTLP_PROTOCOL", "`grpc` (default) or `http/protobuf`."),
     ("OTEL_EXPORTER_OTLP_HEADERS", "`key=value,...` sent with every export (values URL-decoded)."),
     (
         "OTEL_EXPORTER_OTLP_TIMEOUT",
-        "Per-export timeout in milliseconds (spec); values under 100 are read as seconds, as the Python SDK does. Default 10 s.",
+        "Per-export timeout in milliseconds (spec); values under 100 are read as seconds, as "
+        "the Python SDK does. Default 10 s.",
     ),
     ("OTEL_EXPORTER_OTLP_COMPRESSION", "`gzip` or `none` (default)."),
     ("OTEL_EXPORTER_OTLP_CERTIFICATE", "CA bundle to trust for TLS."),
@@ -33,7 +35,8 @@ OTLP_VARIABLES: List[Tuple[str, str]] = [
     ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "Client certificate for mutual TLS."),
     (
         "OTEL_EXPORTER_OTLP_INSECURE",
-        "For an endpoint without a scheme: `true` means plaintext. A scheme (`http://`, `https://`) always decides.",
+        "For an endpoint without a scheme: `true` means plaintext. A scheme (`http://`, "
+        "`https://`) always decides.",
     ),
 ]
 

@@ -55,7 +55,11 @@ def _run_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between exports (default 10)",
     )
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="level of the otelprof logger, printed to stderr",
+    )
     parser.add_argument("command", nargs="*", help="the program and its arguments (after --)")
     return parser
 
