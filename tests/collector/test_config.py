@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from collector_processor.__main__ import main
-from collector_processor.confparse import ConfigError, parse_duration
 from collector_processor.config import load_config, parse_config
+from collector_processor.confparse import ConfigError, parse_duration
 from collector_processor.exporter.config import (
     FileExporterConfig,
     OTLPGrpcExporterConfig,

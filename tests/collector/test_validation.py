@@ -103,7 +103,8 @@ CASES = [
     ),
     (
         _set(lambda r: r.dictionary.location_table[2].lines[0], "function_index", 9),
-        "dictionary.location_table[2].lines[0].function_index 9 out of range (function_table has 6)",
+        "dictionary.location_table[2].lines[0].function_index 9 "
+        "out of range (function_table has 6)",
     ),
     (
         _append(lambda r: r.dictionary.location_table[1].attribute_indices, 8),

@@ -1,0 +1,152 @@
+"""The real service as a subprocess: zero loss across kill -9, SIGTERM drain, health, metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import grpc
+import pytest
+import requests
+
+from .backends import BackgroundLoop, Failure, GrpcBackend, HttpBackend, free_port, wait_until
+from .harness import ServiceProcess, base_config, grpc_export, http_post
+from .payloads import make_request, seeds
+
+FAST_RETRY = {"initial_interval": "20ms", "max_interval": "200ms", "max_elapsed_time": "0s"}
+
+
+@pytest.fixture
+def processes() -> Iterator[List[ServiceProcess]]:
+    started: List[ServiceProcess] = []
+    yield started
+    for process in started:
+        process.ensure_stopped()
+
+
+def send_all(grpc_port: int, http_port: int, count: int) -> None:
+    """Half over gRPC, half over HTTP; each must be accepted."""
+    for seed in range(count):
+        body = make_request(seed=seed).SerializeToString()
+        if seed % 2:
+            url = f"http://127.0.0.1:{http_port}/v1development/profiles"
+            assert http_post(url, body).status_code == 200
+        else:
+            assert grpc_export(grpc_port, body)[0] == grpc.StatusCode.OK
+
+
+def service_config(
+    exporter: Dict[str, Any], extensions: Dict[str, Any], ports: Dict[str, int]
+) -> Dict[str, Any]:
+    return base_config(
+        exporter,
+        extensions=extensions,
+        grpc_port=ports["grpc"],
+        http_port=ports["http"],
+        metrics_port=ports["metrics"],
+    )
+
+
+def test_accepted_requests_survive_kill_9_while_the_backend_is_down(
+    bg_loop: BackgroundLoop, tmp_path: Path, processes: List[ServiceProcess]
+) -> None:
+    count = 20
+    backend_port = free_port()  # nothing listens here until phase two
+    ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
+    config = service_config(
+        {
+            "otlp_grpc/backend": {
+                "endpoint": f"127.0.0.1:{backend_port}",
+                "tls": {"insecure": True},
+                "sending_queue": {"storage": "file_storage"},
+                "retry_on_failure": FAST_RETRY,
+            }
+        },
+        {"file_storage": {"directory": str(tmp_path / "queue"), "create_directory": True}},
+        ports,
+    )
+
+    first = ServiceProcess(config, tmp_path, "first")
+    processes.append(first)
+    first.start()
+    send_all(ports["grpc"], ports["http"], count)
+    metrics = requests.get(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=10).text
+    assert 'otelprof_collector_exporter_queue_size{exporter="otlp_grpc/backend"} 20' in metrics
+    first.kill9()
+
+    backend = GrpcBackend(bg_loop, port=backend_port).start()
+    try:
+        second = ServiceProcess(config, tmp_path, "second")
+        processes.append(second)
+        second.start()
+        received = backend.recorder.wait_for(count, timeout=60)
+        assert sorted(set(seeds(received))) == list(range(count)), second.log()
+        assert second.terminate() == 0
+    finally:
+        backend.stop()
+    assert "20 queued request(s) from the previous run" in second.log()
+
+
+def test_sigterm_drains_the_queue_before_exiting(
+    http_backend: HttpBackend, tmp_path: Path, processes: List[ServiceProcess]
+) -> None:
+    count = 6
+    http_backend.recorder.fail_always = Failure(http_status=503)
+    ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
+    config = service_config(
+        {"otlp_http": {"endpoint": http_backend.url, "retry_on_failure": FAST_RETRY}}, {}, ports
+    )
+    service = ServiceProcess(config, tmp_path)
+    processes.append(service)
+    service.start(["--shutdown-timeout", "60s"])
+    send_all(ports["grpc"], ports["http"], count)
+    wait_until(lambda: http_backend.recorder.attempts >= count, what="every request attempted")
+
+    assert service.process is not None
+    service.process.send_signal(15)  # SIGTERM
+
+    def health_gone() -> bool:
+        try:
+            url = f"http://127.0.0.1:{service.health_port}/"
+            return requests.get(url, timeout=1).status_code != 200
+        except requests.RequestException:
+            return True
+
+    wait_until(health_gone, what="the service to start shutting down")
+    assert http_backend.recorder.received() == []  # nothing was delivered before shutdown began
+    http_backend.recorder.fail_always = None  # the backend recovers while the queue drains
+    assert service.process.wait(60) == 0
+    assert sorted(seeds(http_backend.recorder.received())) == list(range(count)), service.log()
+
+
+def test_health_check_and_metrics(
+    http_backend: HttpBackend, tmp_path: Path, processes: List[ServiceProcess]
+) -> None:
+    ports = {"grpc": free_port(), "http": free_port(), "metrics": free_port()}
+    config = service_config({"otlp_http": {"endpoint": http_backend.url}}, {}, ports)
+    service = ServiceProcess(config, tmp_path)
+    processes.append(service)
+    service.start()
+    health = requests.get(f"http://127.0.0.1:{service.health_port}/", timeout=10)
+    assert health.status_code == 200
+    assert health.json()["status"] == "Server available"
+    send_all(ports["grpc"], ports["http"], 2)
+    bad = grpc_export(ports["grpc"], b"\xff")
+    assert bad[0] == grpc.StatusCode.INVALID_ARGUMENT
+    http_backend.recorder.wait_for(2)
+
+    def scrape() -> str:
+        return requests.get(f"http://127.0.0.1:{ports['metrics']}/metrics", timeout=10).text
+
+    wait_until(lambda: 'exporter_sent_requests_total{exporter="otlp_http"} 2' in scrape())
+    text = scrape()
+    for line in (
+        'otelprof_collector_receiver_accepted_requests_total{receiver="otlp",transport="grpc"} 1',
+        'otelprof_collector_receiver_accepted_requests_total{receiver="otlp",transport="http"} 1',
+        'otelprof_collector_receiver_received_requests_total{receiver="otlp",transport="grpc"} 2',
+        'otelprof_collector_receiver_refused_requests_total{reason="invalid",receiver="otlp",'
+        'transport="grpc"} 1',
+        "# TYPE otelprof_collector_exporter_queue_size gauge",
+    ):
+        assert line in text, text
+    assert service.terminate() == 0
