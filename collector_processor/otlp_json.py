@@ -95,6 +95,8 @@ def loads(text: Union[str, bytes]) -> ExportProfilesServiceRequest:
         document = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestError(f"invalid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidRequestError("invalid JSON: nested too deeply") from None
     if not isinstance(document, dict):
         raise InvalidRequestError("invalid OTLP JSON: the top level must be an object")
     _walk_ids(document, _hex_to_base64)
@@ -103,6 +105,8 @@ def loads(text: Union[str, bytes]) -> ExportProfilesServiceRequest:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:
         raise InvalidRequestError(f"invalid OTLP JSON: {_short(str(exc))}") from exc
+    except RecursionError:
+        raise InvalidRequestError("invalid OTLP JSON: nested too deeply") from None
     return request
 
 

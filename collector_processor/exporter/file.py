@@ -51,6 +51,8 @@ class FileExporter:
         self._file.close()
         # UTC, as lumberjack's default (localtime: false).
         now = datetime.datetime.now(datetime.timezone.utc)
+        while backup_name(self.path, now).exists():  # two rotations in one millisecond
+            now += datetime.timedelta(milliseconds=1)
         os.replace(self.path, backup_name(self.path, now))
         self._prune()
         self._open()

@@ -18,6 +18,8 @@ __all__ = ["Exporter", "ExporterSender"]
 
 logger = logging.getLogger(__name__)
 
+STORAGE_ERROR_PAUSE_SECONDS = 1.0
+
 
 class Exporter(Protocol):
     """What an exporter implements: push one serialized request, classify failures."""
@@ -130,7 +132,13 @@ class ExporterSender:
     async def _consume(self) -> None:
         assert self.queue is not None
         while True:
-            item = await self.queue.get()
+            try:
+                item = await self.queue.get()
+            except Exception:
+                # Storage trouble: the item stays on disk for the next start; keep consuming.
+                logger.exception('exporter "%s": cannot read from the queue', self.id)
+                await asyncio.sleep(STORAGE_ERROR_PAUSE_SECONDS)
+                continue
             if item is None:
                 return
             await self._deliver(item)
@@ -149,7 +157,10 @@ class ExporterSender:
         except Exception:  # never let a bug kill a consumer silently
             logger.exception('exporter "%s": unexpected error, dropping request', self.id)
             self._failed.inc(exporter=self.id)
-        await self.queue.ack(item)
+        try:
+            await self.queue.ack(item)
+        except Exception:  # the row stays: sent again after a restart (at-least-once)
+            logger.exception('exporter "%s": cannot remove a sent request from the queue', self.id)
 
     async def shutdown(self, deadline: float) -> None:
         """Drain the queue until ``deadline`` (``time.monotonic``), then stop and close."""

@@ -56,6 +56,7 @@ def test_base64_ids_and_snake_case_names_are_read_too() -> None:
         ('"text"', "invalid OTLP JSON: the top level must be an object"),
         ('{"dictionary": {"stringTable": [1]}}', "invalid OTLP JSON: "),
         (b"\xff\xfe", "invalid JSON: "),
+        ("[" * 100_000, "invalid JSON: nested too deeply"),
     ],
 )
 def test_bad_json_is_an_invalid_request(text: str, message: str) -> None:
