@@ -15,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 
 from otelprof.builder import build_request
 from otelprof.config import ProfilerConfig, resolve_config
+from otelprof.correlation import SpanCorrelator
 from otelprof.export import create_exporter
 from otelprof.export.base import ProfileExporter
 from otelprof.model import Attributes, Profile, ValueType
@@ -72,8 +73,12 @@ class Profiler:
         self._sources: List[ProfileSource] = []
         self._started = False
         self._atexit_registered = False
+        self.correlation = SpanCorrelator.from_config(config)
         self.sampler = StackSampler(
-            interval_seconds=1.0 / config.sampling_rate_hz, max_depth=config.max_stack_depth
+            interval_seconds=1.0 / config.sampling_rate_hz,
+            max_depth=config.max_stack_depth,
+            tagger=self.correlation.tag,
+            observer=self.correlation.observe,
         )
         self.processor = ExportProcessor(
             collect=self.collect,
@@ -93,11 +98,13 @@ class Profiler:
             try:
                 if self._resource is None and self._explicit_resource is None:
                     self._resource = self._detect_resource()
+                self.correlation.start()
                 self.sampler.start()
                 self.processor.start()
             except Exception:
                 _logger.exception("otelprof: could not start the profiler; the application runs on")
                 self.sampler.stop()
+                self.correlation.stop()
                 return self
             self._started = True
             _LIVE.add(self)
@@ -122,6 +129,7 @@ class Profiler:
         try:
             self.sampler.stop()
             self.processor.shutdown(timeout)
+            self.correlation.stop()  # after the final collect, which still adds endpoints
         except Exception:
             _logger.exception("otelprof: error while stopping the profiler")
 
@@ -172,7 +180,7 @@ class Profiler:
 
     def collect(self) -> Optional[ExportProfilesServiceRequest]:
         """Drain every source into one request (None when nothing at all was recorded)."""
-        snapshot = self.sampler.drain()
+        snapshot = self.correlation.collect(self.sampler.drain())
         period = int(1e9 / self.config.sampling_rate_hz)
         profiles = snapshot_to_profiles(snapshot, period) if snapshot.ticks else []
         for source in list(self._sources):
@@ -193,6 +201,7 @@ class Profiler:
         """The child inherits no threads: start fresh ones and drop the parent's data."""
         try:
             self.sampler.reset_after_fork()
+            self.correlation.reset_after_fork()
             exporter = create_exporter(self.config) if self._own_exporter else self.exporter
             self.exporter = exporter
             self.processor.reset_after_fork(exporter)

@@ -26,7 +26,7 @@ from otelprof.model import (
 Tagger = Callable[[int], Hashable]
 """Given a thread ident, returns a hashable tag (e.g. the active span) recorded with its sample."""
 Observer = Callable[[Hashable, Optional[CodeType], int, int], None]
-"""Told of each sample that got a tag: (tag, innermost code, cpu ns, wall ns); per-span accounting."""
+"""Told of each tagged sample: (tag, innermost code, cpu ns, wall ns), for per-span accounting."""
 
 # A stack key is the flat tuple (id(code0), lasti0, id(code1), lasti1, ...), leaf first: ints hash
 # fast (hashing a code object walks its constants), and the code objects themselves are held in

@@ -1,0 +1,306 @@
+"""The way back from profiles to traces: a span processor that summarises each span's profile on it.
+
+When a span ends it gets ``otelprof.cpu_time_ns`` (exact from the thread CPU clock when it
+started and ended on one thread outside an event loop; a sampled estimate for asyncio spans),
+and a local root span gets ``otelprof.hot_functions`` (where its samples spent the most time)
+and, optionally, ``pyroscope.profile.id`` for Grafana's traces-to-profiles. Every callback does
+a few dictionary operations at most; nothing here waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import weakref
+from asyncio import _get_running_loop as get_running_loop
+from types import CodeType
+from typing import Any, Callable, Dict, Hashable, List, Optional, Set
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.util.types import AttributeValue
+
+from otelprof.frames import function_name
+
+__all__ = [
+    "CPU_TIME_ATTRIBUTE",
+    "CPU_TIME_SOURCE_ATTRIBUTE",
+    "HOT_FUNCTIONS_ATTRIBUTE",
+    "PYROSCOPE_PROFILE_ID_ATTRIBUTE",
+    "ProfilingSpanProcessor",
+    "SpanAccounting",
+    "processor_for",
+    "set_ending_attributes",
+]
+
+_logger = logging.getLogger("otelprof")
+
+CPU_TIME_ATTRIBUTE = "otelprof.cpu_time_ns"
+CPU_TIME_SOURCE_ATTRIBUTE = "otelprof.cpu_time.source"
+"""``thread_clock`` (exact) or ``sampled`` (estimate from the samples taken in the span)."""
+HOT_FUNCTIONS_ATTRIBUTE = "otelprof.hot_functions"
+PYROSCOPE_PROFILE_ID_ATTRIBUTE = "pyroscope.profile.id"
+
+HOT_FUNCTION_COUNT = 5
+MAX_LIVE_SPANS = 100_000
+MAX_FUNCTIONS_PER_ROOT = 256
+
+EndpointSink = Callable[[int, Any], None]
+"""Told ``(root span id, span)`` when a local root span ends."""
+
+
+class _SpanState:
+    """What is tracked about one live span (slots: there is one per span in flight)."""
+
+    __slots__ = ("cpu_start_ns", "leaf_wall", "root_id", "sampled_cpu_ns", "span", "thread")
+
+    def __init__(self, root_id: Optional[int]) -> None:
+        self.root_id = root_id
+        self.thread = 0
+        self.cpu_start_ns = -1  # thread CPU clock at start (synchronous spans), else -1
+        self.sampled_cpu_ns: Optional[int] = None  # asyncio spans: CPU of their samples
+        self.span: Any = None  # local roots only: the live span, for its name
+        self.leaf_wall: Optional[Dict[CodeType, int]] = None  # local roots: leaf code -> wall ns
+
+
+def set_ending_attributes(span: Any, attributes: Dict[str, AttributeValue]) -> bool:
+    """Add attributes to a span inside ``_on_ending``; False when the SDK no longer allows it.
+
+    The specification says the span is still writable in OnEnding, but SDK 1.44-1.45 freeze
+    it first (opentelemetry-python#5614). The exported span shares the attribute container, so
+    writing into it respects the limits and reaches every exporter; a full container is left
+    alone rather than evicting the application's own attributes.
+    """
+    if span.is_recording():
+        span.set_attributes(attributes)
+        return True
+    bounded = getattr(span, "_attributes", None)
+    if not isinstance(bounded, BoundedAttributes) or not hasattr(bounded, "_immutable"):
+        return False
+    if bounded.maxlen is not None and len(bounded) + len(attributes) > bounded.maxlen:
+        return False
+    immutable = bounded._immutable
+    bounded._immutable = False
+    try:
+        for key, value in attributes.items():
+            bounded[key] = value
+    finally:
+        bounded._immutable = immutable
+    return True
+
+
+def describe(code: CodeType) -> str:
+    """``function (dir/file.py:line)``: the last two path parts keep it short yet findable."""
+    path = code.co_filename.replace(os.sep, "/")
+    short = "/".join(path.rsplit("/", 2)[-2:])
+    return f"{function_name(code)} ({short}:{code.co_firstlineno})"
+
+
+class SpanAccounting:
+    """Live span bookkeeping shared by the span processor and the sampler's observer."""
+
+    def __init__(
+        self,
+        *,
+        span_attributes: bool = True,
+        pyroscope_profile_id: bool = False,
+        on_root_end: Optional[EndpointSink] = None,
+        on_span_end: Optional[Callable[[int], None]] = None,
+        thread_cpu_ns: Callable[[], int] = time.thread_time_ns,
+    ) -> None:
+        self.span_attributes = span_attributes
+        self.pyroscope_profile_id = pyroscope_profile_id
+        self.on_root_end = on_root_end
+        self.on_span_end = on_span_end
+        self._thread_cpu_ns = thread_cpu_ns
+        self._live: Dict[int, _SpanState] = {}
+        self._descriptions: Dict[CodeType, str] = {}
+        self.untracked = 0
+        self.write_failures = 0
+
+    # -- span lifecycle (application threads) ---------------------------------------------------
+
+    def on_start(self, span: Any) -> None:
+        span_context = span.get_span_context()
+        if not span_context.trace_flags.sampled:
+            return
+        live = self._live
+        if len(live) >= MAX_LIVE_SPANS:
+            self.untracked += 1  # spans that never end: stop tracking rather than grow
+            return
+        span_id: int = span_context.span_id
+        parent = span.parent
+        if parent is None or parent.is_remote:
+            state = _SpanState(span_id)
+            state.span = span
+            state.leaf_wall = {}
+        else:
+            parent_state = live.get(parent.span_id)
+            state = _SpanState(parent_state.root_id if parent_state is not None else None)
+        if self.span_attributes:
+            if get_running_loop() is None:
+                state.thread = threading.get_ident()
+                state.cpu_start_ns = self._thread_cpu_ns()
+            else:
+                # Other tasks run on this thread while the span waits: its thread CPU would
+                # include theirs, so the estimate comes from the samples taken in the span.
+                state.sampled_cpu_ns = 0
+        live[span_id] = state
+
+    def on_ending(self, span: Any, writable: bool) -> None:
+        span_id: int = span.get_span_context().span_id
+        state = self._live.pop(span_id, None)
+        if state is None:
+            return
+        attributes: Dict[str, AttributeValue] = {}
+        if self.span_attributes:
+            cpu = self._cpu_ns(state)
+            if cpu is not None:
+                attributes[CPU_TIME_ATTRIBUTE] = cpu
+                attributes[CPU_TIME_SOURCE_ATTRIBUTE] = (
+                    "sampled" if state.sampled_cpu_ns is not None else "thread_clock"
+                )
+                self._charge_parent(span, cpu)
+        if state.span is not None:  # a local root
+            if self.span_attributes and state.leaf_wall:
+                attributes[HOT_FUNCTIONS_ATTRIBUTE] = self._hot_functions(state.leaf_wall)
+            if self.pyroscope_profile_id:
+                attributes[PYROSCOPE_PROFILE_ID_ATTRIBUTE] = f"{span_id:016x}"
+            if self.on_root_end is not None:
+                self.on_root_end(span_id, span)
+        if attributes and writable and not set_ending_attributes(span, attributes):
+            self.write_failures += 1
+        if self.on_span_end is not None:
+            self.on_span_end(span_id)
+
+    def _cpu_ns(self, state: _SpanState) -> Optional[int]:
+        if state.sampled_cpu_ns is not None:
+            return state.sampled_cpu_ns
+        if state.cpu_start_ns >= 0 and state.thread == threading.get_ident():
+            return max(0, self._thread_cpu_ns() - state.cpu_start_ns)
+        return None  # ended on another thread: no single thread clock covers it
+
+    def _charge_parent(self, span: Any, cpu_ns: int) -> None:
+        # An asyncio span's estimate covers its descendants too: its own samples were charged
+        # to it, its children's samples to the children, whose totals flow up here.
+        parent = span.parent
+        if parent is not None and not parent.is_remote:
+            parent_state = self._live.get(parent.span_id)
+            if parent_state is not None and parent_state.sampled_cpu_ns is not None:
+                parent_state.sampled_cpu_ns += cpu_ns
+
+    def _hot_functions(self, leaf_wall: Dict[CodeType, int]) -> List[str]:
+        ranked = sorted(leaf_wall.items(), key=lambda item: -item[1])[:HOT_FUNCTION_COUNT]
+        names = []
+        for code, _ in ranked:
+            text = self._descriptions.get(code)
+            if text is None:
+                if len(self._descriptions) >= 10_000:
+                    self._descriptions.clear()
+                text = self._descriptions[code] = describe(code)
+            names.append(text)
+        return names
+
+    # -- read by the sampler and the collect step ------------------------------------------------
+
+    def observe(self, tag: Hashable, leaf: Optional[CodeType], cpu_ns: int, wall_ns: int) -> None:
+        """The sampler's observer: charge one sample to its span and its local root."""
+        span_id = getattr(tag, "span_id", 0)
+        if not span_id:
+            return
+        try:
+            self._charge(tag, span_id, leaf, cpu_ns, wall_ns)
+        except Exception:  # an exception here would stop the sampler thread
+            _log_once("observe")
+
+    def _charge(
+        self, tag: Hashable, span_id: int, leaf: Optional[CodeType], cpu_ns: int, wall_ns: int
+    ) -> None:
+        live = self._live
+        state = live.get(span_id)
+        if state is not None and state.sampled_cpu_ns is not None:
+            state.sampled_cpu_ns += cpu_ns
+        root_id = getattr(tag, "root_id", 0)
+        root = live.get(root_id) if root_id else None
+        if root is not None and leaf is not None:
+            leaf_wall = root.leaf_wall
+            if leaf_wall is not None:
+                previous = leaf_wall.get(leaf)
+                if previous is not None:
+                    leaf_wall[leaf] = previous + wall_ns
+                elif len(leaf_wall) < MAX_FUNCTIONS_PER_ROOT:
+                    leaf_wall[leaf] = wall_ns
+
+    def root_of(self, span_id: int) -> Optional[int]:
+        state = self._live.get(span_id)
+        return state.root_id if state is not None else None
+
+    def live_root(self, root_id: int) -> Any:
+        state = self._live.get(root_id)
+        return state.span if state is not None else None
+
+    def clear(self) -> None:
+        self._live.clear()
+
+
+class ProfilingSpanProcessor(SpanProcessor):
+    """Added once to an SDK ``TracerProvider``; forwards to whichever profiler is bound to it."""
+
+    def __init__(self) -> None:
+        self.target: Optional[SpanAccounting] = None
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        target = self.target
+        if target is not None:
+            try:
+                target.on_start(span)
+            except Exception:
+                _log_once("on_start")
+
+    def _on_ending(self, span: Any) -> None:
+        target = self.target
+        if target is not None:
+            try:
+                target.on_ending(span, writable=True)
+            except Exception:
+                _log_once("_on_ending")
+
+    def on_end(self, span: Any) -> None:
+        # With an SDK that has no ``_on_ending`` the bookkeeping happens here (attributes can no
+        # longer be added); otherwise ``_on_ending`` already consumed the span's state.
+        target = self.target
+        if target is not None:
+            try:
+                target.on_ending(span, writable=False)
+            except Exception:
+                _log_once("on_end")
+
+    def shutdown(self) -> None:
+        self.target = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+_FAILED: Set[str] = set()
+_PROCESSORS: weakref.WeakKeyDictionary[TracerProvider, ProfilingSpanProcessor] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _log_once(where: str) -> None:
+    if where not in _FAILED:
+        _FAILED.add(where)
+        _logger.exception("otelprof: span processor %s failed (logged once)", where)
+
+
+def processor_for(provider: TracerProvider) -> ProfilingSpanProcessor:
+    """The provider's profiling span processor, added on first use (processors can't be removed,
+    so one is reused across profiler restarts)."""
+    processor = _PROCESSORS.get(provider)
+    if processor is None:
+        processor = _PROCESSORS[provider] = ProfilingSpanProcessor()
+        provider.add_span_processor(processor)
+    return processor
