@@ -7,13 +7,14 @@ else is in the table). Ids must be 16 bytes (trace, profile) or 8 bytes (span), 
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import Any, Optional, Sequence
 
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
     ExportProfilesServiceRequest,
 )
 
 from collector_processor.errors import InvalidRequestError
+from collector_processor.fastcheck import lite_profiles, samples_within
 
 __all__ = ["validate_request"]
 
@@ -107,9 +108,7 @@ def _check_value_type(where: str, value_type: Any, strings: int) -> None:
     _index(f"{where}.unit_strindex", value_type.unit_strindex, "string_table", strings)
 
 
-def _check_samples(
-    where: str, samples: Iterable[Any], request: ExportProfilesServiceRequest
-) -> None:
+def _check_samples(where: str, samples: Any, request: ExportProfilesServiceRequest) -> None:
     d = request.dictionary
     stacks, links, attributes = len(d.stack_table), len(d.link_table), len(d.attribute_table)
     for k, sample in enumerate(samples):
@@ -135,11 +134,17 @@ def _check_samples(
             )
 
 
-def validate_request(request: ExportProfilesServiceRequest) -> None:
-    """Raise :class:`InvalidRequestError` naming the first structural problem in ``request``."""
+def validate_request(request: ExportProfilesServiceRequest, wire: Optional[bytes] = None) -> None:
+    """Raise :class:`InvalidRequestError` naming the first structural problem in ``request``.
+
+    ``wire`` (the bytes ``request`` was parsed from) enables the fast sample checks.
+    """
     _check_dictionary(request)
     d = request.dictionary
     strings, attributes = len(d.string_table), len(d.attribute_table)
+    stacks, links = len(d.stack_table), len(d.link_table)
+    lite = lite_profiles(wire) if wire is not None else None
+    position = 0
     for r, resource_profiles in enumerate(request.resource_profiles):
         for s, scope_profiles in enumerate(resource_profiles.scope_profiles):
             for p, profile in enumerate(scope_profiles.profiles):
@@ -153,4 +158,9 @@ def validate_request(request: ExportProfilesServiceRequest) -> None:
                     "attribute_table",
                     attributes,
                 )
-                _check_samples(f"{where}.samples", profile.samples, request)
+                fast = lite is not None and samples_within(
+                    lite[position].samples, stacks, links, attributes
+                )
+                position += 1
+                if not fast:
+                    _check_samples(f"{where}.samples", profile.samples, request)

@@ -104,7 +104,7 @@ class GrpcReceiverServer:
         except InvalidRequestError as exc:
             result = self.ingest.invalid(str(exc))
         else:
-            result = await self.ingest.accept(request)
+            result = await self.ingest.accept(request, body)
         if result.outcome is Outcome.OK:
             return b""  # an empty ExportProfilesServiceResponse: full success
         if result.outcome is Outcome.REFUSED:

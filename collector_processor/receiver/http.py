@@ -134,12 +134,15 @@ class HttpReceiverServer:
                 body = gunzip_limited(body, limit)
             elif encoding not in ("identity", ""):
                 raise InvalidRequestError(f"unsupported Content-Encoding {encoding!r} (use gzip)")
-            decoded = otlp_json.loads(body) if media_type == JSON else parse_protobuf(body)
+            if media_type == JSON:
+                decoded, wire = otlp_json.loads(body), None
+            else:
+                decoded, wire = parse_protobuf(body), body
         except BodyTooLarge as exc:
             return _response(self.ingest.refuse(Result(Outcome.TOO_LARGE, str(exc))), reply_type)
         except InvalidRequestError as exc:
             return _response(self.ingest.invalid(str(exc)), reply_type)
-        return _response(await self.ingest.accept(decoded), reply_type)
+        return _response(await self.ingest.accept(decoded, wire), reply_type)
 
     async def stop(self, grace_seconds: float) -> None:
         # aiohttp fixes the grace period when the runner is made (GRACE_SECONDS).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
@@ -99,11 +100,14 @@ class Ingest:
         )
         return result
 
-    async def accept(self, request: ExportProfilesServiceRequest) -> Result:
+    async def accept(
+        self, request: ExportProfilesServiceRequest, wire: Optional[bytes] = None
+    ) -> Result:
+        """Validate and forward ``request``; ``wire`` is the protobuf it came from, if any."""
         self._received.inc(receiver=self.receiver_id, transport=self.transport)
         try:
             if request.resource_profiles:
-                validate_request(request)
+                validate_request(request, wire)
                 profiles, samples = _count(request)
                 await self.consumer.consume(request)
             else:

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
+from opentelemetry.proto.profiles.v1development import profiles_pb2 as pb
 
 from collector_processor.errors import InvalidRequestError
+from collector_processor.fastcheck import lite_profiles, samples_within
 from collector_processor.validation import validate_request
 
 from .payloads import make_request
@@ -122,15 +124,64 @@ CASES = [
 
 
 def test_a_realistic_request_is_valid() -> None:
-    validate_request(make_request(samples_per_profile=50))
+    request = make_request(samples_per_profile=50)
+    validate_request(request)
+    validate_request(request, request.SerializeToString())
 
 
+def test_the_fast_path_accepts_a_valid_request_on_its_own() -> None:
+    request = make_request(samples_per_profile=50)
+    lite = lite_profiles(request.SerializeToString())
+    assert lite is not None and len(lite) == 2
+    d = request.dictionary
+    sizes = (len(d.stack_table), len(d.link_table), len(d.attribute_table))
+    assert all(samples_within(profile.samples, *sizes) for profile in lite)
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    assert len(payload) < 128 or number < 16
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def test_the_fast_path_steps_aside_for_unpacked_or_unknown_fields() -> None:
+    valid = make_request()
+    assert lite_profiles(valid.SerializeToString() + b"\xa0\x06\x01") is None  # field 100
+    # A sample whose attribute_indices is unpacked (legal proto: one varint per element).
+    sample = pb.Sample(stack_index=1, values=[5]).SerializeToString() + bytes([0x10, 0x09])
+    profile_bytes = _length_delimited(2, sample)
+    wire = _length_delimited(1, _length_delimited(2, _length_delimited(2, profile_bytes)))
+    wire += _length_delimited(2, valid.dictionary.SerializeToString())
+    request = type(valid).FromString(wire)
+    assert list(
+        request.resource_profiles[0].scope_profiles[0].profiles[0].samples[0].attribute_indices
+    ) == [9]
+    assert lite_profiles(wire) is None
+    with pytest.raises(InvalidRequestError) as caught:
+        validate_request(request, wire)
+    assert str(caught.value) == (
+        f"{P0}.samples[0].attribute_indices[0] 9 out of range (attribute_table has 6)"
+    )
+
+
+@pytest.mark.parametrize("with_wire", [False, True], ids=["exact-path", "fast-path"])
 @pytest.mark.parametrize(("mutate", "message"), CASES, ids=[c[1][:60] for c in CASES])
-def test_each_rule_names_the_problem(mutate: Callable[[Any], None], message: str) -> None:
+def test_each_rule_names_the_problem(
+    mutate: Callable[[Any], None], message: str, with_wire: bool
+) -> None:
     request = make_request()
     mutate(request)
+    wire = request.SerializeToString() if with_wire else None
     with pytest.raises(InvalidRequestError) as caught:
-        validate_request(request)
+        validate_request(request, wire)
     assert str(caught.value) == message
 
 
