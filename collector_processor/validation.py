@@ -7,6 +7,8 @@ else is in the table). Ids must be 16 bytes (trace, profile) or 8 bytes (span), 
 
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Any, Optional, Sequence
 
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
@@ -23,6 +25,14 @@ SPAN_ID_BYTES = 8
 PROFILE_ID_BYTES = 16
 
 
+def _in_range(indices: Sequence[int], size: int) -> bool:
+    """Every one of ``indices`` is valid for a table of ``size`` (see the module docstring)."""
+    if not indices:
+        return True
+    low, high = min(indices), max(indices)
+    return low >= 0 and (high < size or (size == 0 and high == 0))
+
+
 def _out_of_range(where: str, index: int, table: str, size: int) -> InvalidRequestError:
     return InvalidRequestError(f"{where} {index} out of range ({table} has {size})")
 
@@ -33,10 +43,7 @@ def _index(where: str, index: int, table: str, size: int) -> None:
 
 
 def _indices(where: str, indices: Sequence[int], table: str, size: int) -> None:
-    # Fast path for the common case: one min/max over the whole repeated field.
-    if not indices or (
-        min(indices) >= 0 and (max(indices) < size or (size == 0 and max(indices) == 0))
-    ):
+    if _in_range(indices, size):  # one min/max over the field; name the culprit only if not
         return
     for position, index in enumerate(indices):
         _index(f"{where}[{position}]", index, table, size)
@@ -47,60 +54,102 @@ def _check_id(where: str, value: bytes, size: int) -> None:
         raise InvalidRequestError(f"{where} must be {size} bytes or empty, got {len(value)}")
 
 
+_ATTRIBUTE_STRINGS = operator.attrgetter("key_strindex", "unit_strindex")
+_FUNCTION_STRINGS = operator.attrgetter(
+    "name_strindex", "system_name_strindex", "filename_strindex"
+)
+_LINK_IDS = operator.attrgetter("trace_id", "span_id")
+_ID_LENGTHS = ({0, TRACE_ID_BYTES}, {0, SPAN_ID_BYTES})
+
+
+def _columns_in_range(table: Any, getter: Any, size: int) -> bool:
+    """Every value the tuple-returning ``getter`` reads from ``table`` is a valid index."""
+    return _in_range(list(itertools.chain.from_iterable(map(getter, table))), size)
+
+
+def _link_ids_ok(links: Any) -> bool:
+    if not links:
+        return True
+    columns = zip(*map(_LINK_IDS, links))
+    return all(set(map(len, ids)) <= allowed for ids, allowed in zip(columns, _ID_LENGTHS))
+
+
 def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
     d = request.dictionary
     strings = len(d.string_table)
     if strings and d.string_table[0] != "":
         raise InvalidRequestError('dictionary.string_table[0] must be "" (the zero value)')
     attributes = len(d.attribute_table)
-    for i, attribute in enumerate(d.attribute_table):
-        where = f"dictionary.attribute_table[{i}]"
-        _index(f"{where}.key_strindex", attribute.key_strindex, "string_table", strings)
-        _index(f"{where}.unit_strindex", attribute.unit_strindex, "string_table", strings)
-    for i, link in enumerate(d.link_table):
-        _check_id(f"dictionary.link_table[{i}].trace_id", link.trace_id, TRACE_ID_BYTES)
-        _check_id(f"dictionary.link_table[{i}].span_id", link.span_id, SPAN_ID_BYTES)
+    # Tables can hold thousands of entries: check whole columns first, entry by entry only
+    # when a column is out of range (to name the entry).
+    if not _columns_in_range(d.attribute_table, _ATTRIBUTE_STRINGS, strings):
+        for i, attribute in enumerate(d.attribute_table):
+            where = f"dictionary.attribute_table[{i}]"
+            _index(f"{where}.key_strindex", attribute.key_strindex, "string_table", strings)
+            _index(f"{where}.unit_strindex", attribute.unit_strindex, "string_table", strings)
+    if not _link_ids_ok(d.link_table):
+        for i, link in enumerate(d.link_table):
+            _check_id(f"dictionary.link_table[{i}].trace_id", link.trace_id, TRACE_ID_BYTES)
+            _check_id(f"dictionary.link_table[{i}].span_id", link.span_id, SPAN_ID_BYTES)
     # The proto recommends 16 and 8 zero bytes for link_table[0] (codecs that insist on fixed
     # id lengths); empty ids are the other valid zero value. Anything non-zero is an error.
     if len(d.link_table) and (any(d.link_table[0].trace_id) or any(d.link_table[0].span_id)):
         raise InvalidRequestError(
             "dictionary.link_table[0] must be the zero link (empty or all-zero ids)"
         )
-    for i, mapping in enumerate(d.mapping_table):
-        where = f"dictionary.mapping_table[{i}]"
-        _index(f"{where}.filename_strindex", mapping.filename_strindex, "string_table", strings)
-        _indices(
-            f"{where}.attribute_indices", mapping.attribute_indices, "attribute_table", attributes
-        )
-    for i, function in enumerate(d.function_table):
-        where = f"dictionary.function_table[{i}]"
-        _index(f"{where}.name_strindex", function.name_strindex, "string_table", strings)
-        _index(
-            f"{where}.system_name_strindex", function.system_name_strindex, "string_table", strings
-        )
-        _index(f"{where}.filename_strindex", function.filename_strindex, "string_table", strings)
     mappings, functions = len(d.mapping_table), len(d.function_table)
-    for i, location in enumerate(d.location_table):
-        where = f"dictionary.location_table[{i}]"
-        _index(f"{where}.mapping_index", location.mapping_index, "mapping_table", mappings)
-        _indices(
-            f"{where}.attribute_indices", location.attribute_indices, "attribute_table", attributes
-        )
-        for j, line in enumerate(location.lines):
-            _index(
-                f"{where}.lines[{j}].function_index",
-                line.function_index,
-                "function_table",
-                functions,
+    mapping_ok = _in_range([m.filename_strindex for m in d.mapping_table], strings) and _in_range(
+        [i for m in d.mapping_table for i in m.attribute_indices], attributes
+    )
+    if not mapping_ok:
+        for i, mapping in enumerate(d.mapping_table):
+            where = f"dictionary.mapping_table[{i}]"
+            _index(f"{where}.filename_strindex", mapping.filename_strindex, "string_table", strings)
+            _indices(
+                f"{where}.attribute_indices",
+                mapping.attribute_indices,
+                "attribute_table",
+                attributes,
             )
-    locations = len(d.location_table)
-    for i, stack in enumerate(d.stack_table):
-        _indices(
-            f"dictionary.stack_table[{i}].location_indices",
-            stack.location_indices,
-            "location_table",
-            locations,
+    if not _columns_in_range(d.function_table, _FUNCTION_STRINGS, strings):
+        for i, function in enumerate(d.function_table):
+            where = f"dictionary.function_table[{i}]"
+            for name in ("name_strindex", "system_name_strindex", "filename_strindex"):
+                _index(f"{where}.{name}", getattr(function, name), "string_table", strings)
+    table = d.location_table
+    location_ok = (
+        _in_range([location.mapping_index for location in table], mappings)
+        and _in_range([i for location in table for i in location.attribute_indices], attributes)
+        and _in_range(
+            [line.function_index for location in table for line in location.lines], functions
         )
+    )
+    if not location_ok:
+        for i, location in enumerate(table):
+            where = f"dictionary.location_table[{i}]"
+            _index(f"{where}.mapping_index", location.mapping_index, "mapping_table", mappings)
+            _indices(
+                f"{where}.attribute_indices",
+                location.attribute_indices,
+                "attribute_table",
+                attributes,
+            )
+            for j, line in enumerate(location.lines):
+                _index(
+                    f"{where}.lines[{j}].function_index",
+                    line.function_index,
+                    "function_table",
+                    functions,
+                )
+    locations = len(table)
+    if not _in_range([i for stack in d.stack_table for i in stack.location_indices], locations):
+        for i, stack in enumerate(d.stack_table):
+            _indices(
+                f"dictionary.stack_table[{i}].location_indices",
+                stack.location_indices,
+                "location_table",
+                locations,
+            )
 
 
 def _check_value_type(where: str, value_type: Any, strings: int) -> None:
