@@ -53,6 +53,8 @@ class GrpcReceiverServer:
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", 4 * MIB),
+                # Without this a second service on the same port would share it silently.
+                ("grpc.so_reuseport", 0),
             ]
         )
         handler = grpc.method_handlers_generic_handler(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import grpc
 import pytest
 import requests
+import yaml
 
 from .backends import BackgroundLoop, Failure, GrpcBackend, HttpBackend, free_port, wait_until
 from .harness import ServiceProcess, base_config, grpc_export, http_post
@@ -150,3 +154,23 @@ def test_health_check_and_metrics(
     ):
         assert line in text, text
     assert service.terminate() == 0
+
+
+def test_a_port_in_use_is_a_clear_start_failure(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = base_config({"file": {"path": str(tmp_path / "out.jsonl")}}, grpc_port=port)
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = subprocess.run(
+            [sys.executable, "-m", "collector_processor", "--config", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert "otelprof-collector could not start" in result.stderr
+    assert f"127.0.0.1:{port}" in result.stderr
