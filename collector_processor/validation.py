@@ -82,11 +82,16 @@ def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
     attributes = len(d.attribute_table)
     # Tables can hold thousands of entries: check whole columns first, entry by entry only
     # when a column is out of range (to name the entry).
-    if not _columns_in_range(d.attribute_table, _ATTRIBUTE_STRINGS, strings):
+    value_references = [a.value.string_value_strindex for a in d.attribute_table]
+    if not (
+        _columns_in_range(d.attribute_table, _ATTRIBUTE_STRINGS, strings)
+        and _in_range(value_references, strings)
+    ):
         for i, attribute in enumerate(d.attribute_table):
             where = f"dictionary.attribute_table[{i}]"
             _index(f"{where}.key_strindex", attribute.key_strindex, "string_table", strings)
             _index(f"{where}.unit_strindex", attribute.unit_strindex, "string_table", strings)
+            _check_any_value(f"{where}.value", attribute.value, strings)
     if not _link_ids_ok(d.link_table):
         for i, link in enumerate(d.link_table):
             _check_id(f"dictionary.link_table[{i}].trace_id", link.trace_id, TRACE_ID_BYTES)
@@ -152,6 +157,26 @@ def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
             )
 
 
+def _check_any_value(where: str, value: Any, strings: int) -> None:
+    kind = value.WhichOneof("value")
+    if kind == "string_value_strindex":
+        _index(
+            f"{where}.string_value_strindex", value.string_value_strindex, "string_table", strings
+        )
+    elif kind == "array_value":
+        for i, item in enumerate(value.array_value.values):
+            _check_any_value(f"{where}.array_value.values[{i}]", item, strings)
+    elif kind == "kvlist_value":
+        _check_attributes(f"{where}.kvlist_value.values", value.kvlist_value.values, strings)
+
+
+def _check_attributes(where: str, attributes: Any, strings: int) -> None:
+    """Plain KeyValues (resource, scope): their string-table references must resolve."""
+    for i, attribute in enumerate(attributes):
+        _index(f"{where}[{i}].key_strindex", attribute.key_strindex, "string_table", strings)
+        _check_any_value(f"{where}[{i}].value", attribute.value, strings)
+
+
 def _check_value_type(where: str, value_type: Any, strings: int) -> None:
     _index(f"{where}.type_strindex", value_type.type_strindex, "string_table", strings)
     _index(f"{where}.unit_strindex", value_type.unit_strindex, "string_table", strings)
@@ -195,7 +220,17 @@ def validate_request(request: ExportProfilesServiceRequest, wire: Optional[bytes
     lite = lite_profiles(wire) if wire is not None else None
     position = 0
     for r, resource_profiles in enumerate(request.resource_profiles):
+        _check_attributes(
+            f"resource_profiles[{r}].resource.attributes",
+            resource_profiles.resource.attributes,
+            strings,
+        )
         for s, scope_profiles in enumerate(resource_profiles.scope_profiles):
+            _check_attributes(
+                f"resource_profiles[{r}].scope_profiles[{s}].scope.attributes",
+                scope_profiles.scope.attributes,
+                strings,
+            )
             for p, profile in enumerate(scope_profiles.profiles):
                 where = f"resource_profiles[{r}].scope_profiles[{s}].profiles[{p}]"
                 _check_value_type(f"{where}.sample_type", profile.sample_type, strings)

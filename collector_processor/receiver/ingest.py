@@ -25,6 +25,7 @@ from collector_processor.errors import (
     RetryableError,
     ShutdownError,
 )
+from collector_processor.normalize import resolve_string_references
 from collector_processor.pipeline import Fanout
 from collector_processor.telemetry import Metrics
 from collector_processor.validation import validate_request
@@ -108,6 +109,7 @@ class Ingest:
         try:
             if request.resource_profiles:
                 validate_request(request, wire)
+                resolve_string_references(request)
                 profiles, samples = _count(request)
                 await self.consumer.consume(request)
             else:

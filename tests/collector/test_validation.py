@@ -51,11 +51,39 @@ def _extra_value(request: Any) -> None:
     sample(request).values.append(5)
 
 
+def _resource_key_reference(request: Any) -> None:
+    request.resource_profiles[0].resource.attributes.add(key_strindex=40)
+
+
+def _scope_value_reference(request: Any) -> None:
+    scope = request.resource_profiles[0].scope_profiles[0].scope
+    scope.attributes.add(key="a").value.string_value_strindex = 16
+
+
+def _attribute_table_value_reference(request: Any) -> None:
+    request.dictionary.attribute_table[2].value.string_value_strindex = 99
+
+
 def _link_zero_not_empty(request: Any) -> None:
     request.dictionary.link_table[0].span_id = b"\x01" * 8
 
 
 CASES = [
+    (
+        _resource_key_reference,
+        "resource_profiles[0].resource.attributes[1].key_strindex 40 out of range "
+        "(string_table has 15)",
+    ),
+    (
+        _scope_value_reference,
+        "resource_profiles[0].scope_profiles[0].scope.attributes[0].value.string_value_strindex "
+        "16 out of range (string_table has 15)",
+    ),
+    (
+        _attribute_table_value_reference,
+        "dictionary.attribute_table[2].value.string_value_strindex 99 out of range "
+        "(string_table has 15)",
+    ),
     (
         _set(sample, "stack_index", 99),
         f"{P0}.samples[2].stack_index 99 out of range (stack_table has 4)",
