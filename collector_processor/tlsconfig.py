@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from collector_processor.confparse import ConfigError, Node
+from collector_processor.confparse import ConfigError, Node, join_path
 
 __all__ = [
     "ClientTLS",
@@ -25,6 +25,14 @@ class ServerTLS:
     cert_file: str
     key_file: str
     client_ca_file: Optional[str] = None
+
+    def validate(self, path: str) -> None:
+        if not self.cert_file:
+            raise ConfigError(join_path(path, "cert_file"), "required when tls is set")
+        if not self.key_file:
+            raise ConfigError(join_path(path, "key_file"), "required when tls is set")
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            _check_file(join_path(path, key), getattr(self, key))
 
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -47,6 +55,15 @@ class ClientTLS:
     key_file: Optional[str] = None
     server_name_override: Optional[str] = None
 
+    def validate(self, path: str) -> None:
+        if bool(self.cert_file) != bool(self.key_file):
+            missing = "key_file" if self.cert_file else "cert_file"
+            raise ConfigError(
+                join_path(path, missing), "cert_file and key_file must be set together"
+            )
+        for key in ("ca_file", "cert_file", "key_file"):
+            _check_file(join_path(path, key), getattr(self, key))
+
     def ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=self.ca_file)
         if self.insecure_skip_verify:
@@ -62,9 +79,9 @@ def read_file(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def _check_file(node: Node, key: str, value: Optional[str]) -> None:
+def _check_file(path: str, value: Optional[str]) -> None:
     if value is not None and not Path(value).is_file():
-        raise ConfigError(node.key_path(key), f"file {value!r} does not exist")
+        raise ConfigError(path, f"file {value!r} does not exist")
 
 
 def load_server_tls(node: Node) -> ServerTLS:
@@ -72,14 +89,11 @@ def load_server_tls(node: Node) -> ServerTLS:
     key_file = node.optional_string("key_file")
     client_ca_file = node.optional_string("client_ca_file")
     node.finish()
-    if not cert_file:
-        raise ConfigError(node.key_path("cert_file"), "required when tls is set")
-    if not key_file:
-        raise ConfigError(node.key_path("key_file"), "required when tls is set")
-    _check_file(node, "cert_file", cert_file)
-    _check_file(node, "key_file", key_file)
-    _check_file(node, "client_ca_file", client_ca_file)
-    return ServerTLS(cert_file=cert_file, key_file=key_file, client_ca_file=client_ca_file)
+    config = ServerTLS(
+        cert_file=cert_file or "", key_file=key_file or "", client_ca_file=client_ca_file
+    )
+    config.validate(node.path)
+    return config
 
 
 def load_client_tls(node: Node) -> ClientTLS:
@@ -92,10 +106,5 @@ def load_client_tls(node: Node) -> ClientTLS:
         server_name_override=node.optional_string("server_name_override"),
     )
     node.finish()
-    if bool(tls.cert_file) != bool(tls.key_file):
-        missing = "key_file" if tls.cert_file else "cert_file"
-        raise ConfigError(node.key_path(missing), "cert_file and key_file must be set together")
-    _check_file(node, "ca_file", tls.ca_file)
-    _check_file(node, "cert_file", tls.cert_file)
-    _check_file(node, "key_file", tls.key_file)
+    tls.validate(node.path)
     return tls

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Union
 from urllib.parse import urlparse
 
-from collector_processor.confparse import ConfigError, Node
+from collector_processor.confparse import ConfigError, Node, join_path
 from collector_processor.sending.config import (
     QueueSettings,
     RetrySettings,
@@ -42,6 +42,29 @@ class SendingSettings:
     queue: QueueSettings = field(default_factory=QueueSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
 
+    def validate(self, path: str) -> None:
+        if self.timeout_seconds <= 0:
+            raise ConfigError(join_path(path, "timeout"), "must be > 0")
+        self.queue.validate(join_path(path, "sending_queue"))
+        self.retry.validate(join_path(path, "retry_on_failure"))
+
+
+def _check_client(path: str, compression: str, headers: Dict[str, str]) -> None:
+    if compression not in COMPRESSIONS:
+        raise ConfigError(
+            join_path(path, "compression"),
+            f'unsupported compression "{compression}" (use gzip or none)',
+        )
+    for name in headers:
+        if not name or any(ch.isspace() or ch == ":" for ch in name):
+            raise ConfigError(join_path(path, "headers"), f'invalid header name "{name}"')
+
+
+def _check_url(path: str, value: str) -> None:
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(path, f'"{value}" must be an http:// or https:// URL')
+
 
 @dataclass(frozen=True)
 class OTLPGrpcExporterConfig:
@@ -50,6 +73,16 @@ class OTLPGrpcExporterConfig:
     compression: str = "gzip"
     tls: ClientTLS = field(default_factory=ClientTLS)
     sending: SendingSettings = field(default_factory=lambda: SendingSettings(5.0))
+
+    def validate(self, path: str) -> None:
+        _check_client(path, self.compression, self.headers)
+        self.sending.validate(path)
+        key = join_path(path, "endpoint")
+        if not self.endpoint:
+            raise ConfigError(key, "required (host:port of the OTLP/gRPC server)")
+        target = self.endpoint.split("://", 1)[-1]
+        if ":" not in target or not target.rsplit(":", 1)[1].isdigit():
+            raise ConfigError(key, f'"{self.endpoint}" must be host:port')
 
 
 @dataclass(frozen=True)
@@ -69,6 +102,20 @@ class OTLPHttpExporterConfig:
             return self.profiles_endpoint
         return self.endpoint.rstrip("/") + PROFILES_PATH
 
+    def validate(self, path: str) -> None:
+        _check_client(path, self.compression, self.headers)
+        self.sending.validate(path)
+        if self.encoding not in HTTP_ENCODINGS:
+            raise ConfigError(
+                join_path(path, "encoding"), f'must be proto or json, got "{self.encoding}"'
+            )
+        if not self.endpoint and not self.profiles_endpoint:
+            raise ConfigError(join_path(path, "endpoint"), "required (or set profiles_endpoint)")
+        if self.endpoint:
+            _check_url(join_path(path, "endpoint"), self.endpoint)
+        if self.profiles_endpoint:
+            _check_url(join_path(path, "profiles_endpoint"), self.profiles_endpoint)
+
 
 @dataclass(frozen=True)
 class FileExporterConfig:
@@ -78,6 +125,19 @@ class FileExporterConfig:
     max_megabytes: int = 100
     max_backups: int = 100
     sending: SendingSettings = field(default_factory=lambda: SendingSettings(5.0))
+
+    def validate(self, path: str) -> None:
+        self.sending.validate(path)
+        if not self.path:
+            raise ConfigError(join_path(path, "path"), "required")
+        if self.format != "json":
+            raise ConfigError(
+                join_path(path, "format"), f'only "json" is supported, got "{self.format}"'
+            )
+        if self.max_megabytes <= 0:
+            raise ConfigError(join_path(path, "rotation", "max_megabytes"), "must be > 0")
+        if self.max_backups < 0:
+            raise ConfigError(join_path(path, "rotation", "max_backups"), "must be >= 0")
 
 
 ExporterConfig = Union[OTLPGrpcExporterConfig, OTLPHttpExporterConfig, FileExporterConfig]
@@ -96,80 +156,40 @@ def default_file_config() -> FileExporterConfig:
 
 
 def _load_sending(node: Node, default_timeout_seconds: float) -> SendingSettings:
-    timeout_seconds = node.duration("timeout", default_timeout_seconds)
-    if timeout_seconds <= 0:
-        raise ConfigError(node.key_path("timeout"), "must be > 0")
     return SendingSettings(
-        timeout_seconds=timeout_seconds,
+        timeout_seconds=node.duration("timeout", default_timeout_seconds),
         queue=load_queue_settings(node.child("sending_queue")),
         retry=load_retry_settings(node.child("retry_on_failure")),
     )
 
 
-def _compression(node: Node, default: str) -> str:
-    value = node.string("compression", default) or "none"
-    if value not in COMPRESSIONS:
-        raise ConfigError(
-            node.key_path("compression"), f'unsupported compression "{value}" (use gzip or none)'
-        )
-    return value
-
-
-def _headers(node: Node) -> Dict[str, str]:
-    headers = node.string_map("headers")
-    for name in headers:
-        if not name or any(ch.isspace() or ch == ":" for ch in name):
-            raise ConfigError(node.key_path("headers"), f'invalid header name "{name}"')
-    return headers
-
-
 def load_otlp_grpc_config(node: Node) -> OTLPGrpcExporterConfig:
     defaults = default_otlp_grpc_config()
-    endpoint = node.string("endpoint", defaults.endpoint)
-    tls = load_client_tls(node.child("tls"))
     config = OTLPGrpcExporterConfig(
-        endpoint=endpoint,
-        headers=_headers(node),
-        compression=_compression(node, defaults.compression),
-        tls=tls,
-        sending=_load_sending(node, defaults.sending.timeout_seconds),
-    )
-    node.finish()
-    if not endpoint:
-        raise ConfigError(node.key_path("endpoint"), "required (host:port of the OTLP/gRPC server)")
-    target = endpoint.split("://", 1)[-1]
-    if ":" not in target or not target.rsplit(":", 1)[1].isdigit():
-        raise ConfigError(node.key_path("endpoint"), f'"{endpoint}" must be host:port')
-    return config
-
-
-def _check_url(node: Node, key: str, value: str) -> None:
-    parsed = urlparse(value)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise ConfigError(node.key_path(key), f'"{value}" must be an http:// or https:// URL')
-
-
-def load_otlp_http_config(node: Node) -> OTLPHttpExporterConfig:
-    defaults = default_otlp_http_config()
-    encoding = node.string("encoding", defaults.encoding)
-    config = OTLPHttpExporterConfig(
         endpoint=node.string("endpoint", defaults.endpoint),
-        profiles_endpoint=node.string("profiles_endpoint", defaults.profiles_endpoint),
-        headers=_headers(node),
-        compression=_compression(node, defaults.compression),
-        encoding=encoding,
+        headers=node.string_map("headers"),
+        compression=node.string("compression", defaults.compression) or "none",
         tls=load_client_tls(node.child("tls")),
         sending=_load_sending(node, defaults.sending.timeout_seconds),
     )
     node.finish()
-    if encoding not in HTTP_ENCODINGS:
-        raise ConfigError(node.key_path("encoding"), f'must be proto or json, got "{encoding}"')
-    if not config.endpoint and not config.profiles_endpoint:
-        raise ConfigError(node.key_path("endpoint"), "required (or set profiles_endpoint)")
-    if config.endpoint:
-        _check_url(node, "endpoint", config.endpoint)
-    if config.profiles_endpoint:
-        _check_url(node, "profiles_endpoint", config.profiles_endpoint)
+    config.validate(node.path)
+    return config
+
+
+def load_otlp_http_config(node: Node) -> OTLPHttpExporterConfig:
+    defaults = default_otlp_http_config()
+    config = OTLPHttpExporterConfig(
+        endpoint=node.string("endpoint", defaults.endpoint),
+        profiles_endpoint=node.string("profiles_endpoint", defaults.profiles_endpoint),
+        headers=node.string_map("headers"),
+        compression=node.string("compression", defaults.compression) or "none",
+        encoding=node.string("encoding", defaults.encoding),
+        tls=load_client_tls(node.child("tls")),
+        sending=_load_sending(node, defaults.sending.timeout_seconds),
+    )
+    node.finish()
+    config.validate(node.path)
     return config
 
 
@@ -187,14 +207,5 @@ def load_file_config(node: Node) -> FileExporterConfig:
     )
     rotation.finish()
     node.finish()
-    if not config.path:
-        raise ConfigError(node.key_path("path"), "required")
-    if config.format != "json":
-        raise ConfigError(
-            node.key_path("format"), f'only "json" is supported, got "{config.format}"'
-        )
-    if config.max_megabytes <= 0:
-        raise ConfigError(rotation.key_path("max_megabytes"), "must be > 0")
-    if config.max_backups < 0:
-        raise ConfigError(rotation.key_path("max_backups"), "must be >= 0")
+    config.validate(node.path)
     return config

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple, Union
 
-from collector_processor.confparse import ConfigError, Node
+from collector_processor.confparse import ConfigError, Node, join_path
 from collector_processor.receiver.config import split_endpoint
 
 __all__ = [
@@ -28,11 +28,20 @@ class FileStorageConfig:
     create_directory: bool = False
     fsync: bool = True
 
+    def validate(self, path: str) -> None:
+        if not self.directory:
+            raise ConfigError(join_path(path, "directory"), "required")
+
 
 @dataclass(frozen=True)
 class HealthCheckConfig:
     endpoint: str = "localhost:13133"
     path: str = "/"
+
+    def validate(self, path: str) -> None:
+        split_endpoint(self.endpoint, join_path(path, "endpoint"))
+        if not self.path.startswith("/"):
+            raise ConfigError(join_path(path, "path"), "must start with /")
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,16 @@ class BearerTokenAuthConfig:
     scheme: str = "Bearer"
     tokens: Tuple[str, ...] = ()
     filename: Optional[str] = None
+
+    def validate(self, path: str) -> None:
+        if self.filename is not None and self.tokens:
+            raise ConfigError(path, "set either token/tokens or filename, not both")
+        if self.filename is None and not self.tokens:
+            raise ConfigError(join_path(path, "token"), "required (or tokens, or filename)")
+        if any(not token.strip() for token in self.tokens):
+            raise ConfigError(join_path(path, "tokens"), "tokens must not be empty")
+        if self.filename is not None and not Path(self.filename).is_file():
+            raise ConfigError(join_path(path, "filename"), f"file {self.filename!r} does not exist")
 
 
 ExtensionConfig = Union[FileStorageConfig, HealthCheckConfig, BearerTokenAuthConfig]
@@ -55,8 +74,7 @@ def load_file_storage_config(node: Node) -> FileStorageConfig:
         fsync=node.boolean("fsync", defaults.fsync),
     )
     node.finish()
-    if not config.directory:
-        raise ConfigError(node.key_path("directory"), "required")
+    config.validate(node.path)
     return config
 
 
@@ -67,9 +85,7 @@ def load_health_check_config(node: Node) -> HealthCheckConfig:
         path=node.string("path", defaults.path),
     )
     node.finish()
-    split_endpoint(config.endpoint, node.key_path("endpoint"))
-    if not config.path.startswith("/"):
-        raise ConfigError(node.key_path("path"), "must start with /")
+    config.validate(node.path)
     return config
 
 
@@ -79,13 +95,8 @@ def load_bearertokenauth_config(node: Node) -> BearerTokenAuthConfig:
     filename = node.optional_string("filename")
     scheme = node.string("scheme", "Bearer")
     node.finish()
-    all_tokens = tuple(t for t in ([token] if token else []) + tokens)
-    if filename is not None and all_tokens:
-        raise ConfigError(node.path, "set either token/tokens or filename, not both")
-    if filename is None and not all_tokens:
-        raise ConfigError(node.key_path("token"), "required (or tokens, or filename)")
-    if any(not t.strip() for t in tokens):
-        raise ConfigError(node.key_path("tokens"), "tokens must not be empty")
-    if filename is not None and not Path(filename).is_file():
-        raise ConfigError(node.key_path("filename"), f"file {filename!r} does not exist")
-    return BearerTokenAuthConfig(scheme=scheme, tokens=all_tokens, filename=filename)
+    config = BearerTokenAuthConfig(
+        scheme=scheme, tokens=(*([token] if token else []), *tokens), filename=filename
+    )
+    config.validate(node.path)
+    return config

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Pattern, Tuple
 
-from collector_processor.confparse import ConfigError, Node
+from collector_processor.confparse import ConfigError, Node, join_path
 
 __all__ = [
     "ACTIONS",
@@ -44,7 +44,13 @@ class AttributeAction:
 
 @dataclass(frozen=True)
 class ResourceConfig:
+    """Each action is checked as it is read (its meaning depends on which keys are set)."""
+
     attributes: Tuple[AttributeAction, ...] = ()
+
+    def validate(self, path: str) -> None:
+        if not self.attributes:
+            raise ConfigError(join_path(path, "attributes"), "at least one action is required")
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,20 @@ class ResourceDetectionConfig:
         default_factory=lambda: dict.fromkeys(SYSTEM_ATTRIBUTES, True)
     )
 
+    def validate(self, path: str) -> None:
+        for index, name in enumerate(self.detectors):
+            if name not in DETECTORS:
+                raise ConfigError(
+                    join_path(path, "detectors", str(index)),
+                    f'unknown detector "{name}" (use {", ".join(DETECTORS)})',
+                )
+        for index, source in enumerate(self.hostname_sources):
+            if source not in HOSTNAME_SOURCES:
+                raise ConfigError(
+                    join_path(path, "system", "hostname_sources", str(index)),
+                    f'unknown source "{source}"',
+                )
+
 
 @dataclass(frozen=True)
 class MemoryLimiterConfig:
@@ -66,6 +86,26 @@ class MemoryLimiterConfig:
     limit_percentage: int = 0
     spike_limit_percentage: int = 0
     queue_limit_mib: int = 0
+
+    def validate(self, path: str) -> None:
+        def key(name: str) -> str:
+            return join_path(path, name)
+
+        if self.check_interval_seconds <= 0:
+            raise ConfigError(key("check_interval"), "must be > 0")
+        if self.limit_mib <= 0 and self.limit_percentage <= 0:
+            raise ConfigError(path, "limit_mib or limit_percentage must be > 0")
+        if self.limit_mib > 0 and self.limit_percentage > 0:
+            raise ConfigError(path, "set only one of limit_mib and limit_percentage")
+        if self.limit_mib > 0 and self.spike_limit_mib >= self.limit_mib:
+            raise ConfigError(key("spike_limit_mib"), "must be < limit_mib")
+        if not 0 <= self.limit_percentage <= 100:
+            raise ConfigError(key("limit_percentage"), "must be between 0 and 100")
+        if self.limit_percentage and self.spike_limit_percentage >= self.limit_percentage:
+            raise ConfigError(key("spike_limit_percentage"), "must be < limit_percentage")
+        for name in ("spike_limit_mib", "spike_limit_percentage", "queue_limit_mib"):
+            if getattr(self, name) < 0:
+                raise ConfigError(key(name), "must be >= 0")
 
 
 def default_resource_config() -> ResourceConfig:
@@ -150,9 +190,9 @@ def _load_action(node: Node) -> AttributeAction:
 def load_resource_config(node: Node) -> ResourceConfig:
     actions = tuple(_load_action(item) for item in node.node_list("attributes"))
     node.finish()
-    if not actions:
-        raise ConfigError(node.key_path("attributes"), "at least one action is required")
-    return ResourceConfig(attributes=actions)
+    config = ResourceConfig(attributes=actions)
+    config.validate(node.path)
+    return config
 
 
 def load_resourcedetection_config(node: Node) -> ResourceDetectionConfig:
@@ -178,17 +218,7 @@ def load_resourcedetection_config(node: Node) -> ResourceDetectionConfig:
         system_attributes=enabled,
     )
     node.finish()
-    for index, name in enumerate(detectors):
-        if name not in DETECTORS:
-            raise ConfigError(
-                node.key_path(f"detectors::{index}"),
-                f'unknown detector "{name}" (use {", ".join(DETECTORS)})',
-            )
-    for index, source in enumerate(sources):
-        if source not in HOSTNAME_SOURCES:
-            raise ConfigError(
-                system.key_path(f"hostname_sources::{index}"), f'unknown source "{source}"'
-            )
+    config.validate(node.path)
     return config
 
 
@@ -202,19 +232,5 @@ def load_memory_limiter_config(node: Node) -> MemoryLimiterConfig:
         queue_limit_mib=node.integer("queue_limit_mib", 0),
     )
     node.finish()
-    if config.check_interval_seconds <= 0:
-        raise ConfigError(node.key_path("check_interval"), "must be > 0")
-    if config.limit_mib <= 0 and config.limit_percentage <= 0:
-        raise ConfigError(node.path, "limit_mib or limit_percentage must be > 0")
-    if config.limit_mib > 0 and config.limit_percentage > 0:
-        raise ConfigError(node.path, "set only one of limit_mib and limit_percentage")
-    if config.limit_mib > 0 and config.spike_limit_mib >= config.limit_mib:
-        raise ConfigError(node.key_path("spike_limit_mib"), "must be < limit_mib")
-    if not 0 <= config.limit_percentage <= 100:
-        raise ConfigError(node.key_path("limit_percentage"), "must be between 0 and 100")
-    if config.limit_percentage and config.spike_limit_percentage >= config.limit_percentage:
-        raise ConfigError(node.key_path("spike_limit_percentage"), "must be < limit_percentage")
-    for key in ("spike_limit_mib", "spike_limit_percentage", "queue_limit_mib"):
-        if getattr(config, key) < 0:
-            raise ConfigError(node.key_path(key), "must be >= 0")
+    config.validate(node.path)
     return config

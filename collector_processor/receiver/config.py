@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from collector_processor.confparse import ConfigError, Node
+from collector_processor.confparse import ConfigError, Node, join_path
 from collector_processor.tlsconfig import ServerTLS, load_server_tls
 
 __all__ = [
@@ -27,6 +27,11 @@ class GrpcServerConfig:
     tls: Optional[ServerTLS] = None
     authenticator: Optional[str] = None
 
+    def validate(self, path: str) -> None:
+        split_endpoint(self.endpoint, join_path(path, "endpoint"))
+        if self.max_recv_msg_size_mib <= 0:
+            raise ConfigError(join_path(path, "max_recv_msg_size_mib"), "must be > 0")
+
 
 @dataclass(frozen=True)
 class HttpServerConfig:
@@ -36,6 +41,13 @@ class HttpServerConfig:
     tls: Optional[ServerTLS] = None
     authenticator: Optional[str] = None
 
+    def validate(self, path: str) -> None:
+        split_endpoint(self.endpoint, join_path(path, "endpoint"))
+        if self.max_request_body_size <= 0:
+            raise ConfigError(join_path(path, "max_request_body_size"), "must be > 0")
+        if not self.profiles_url_path.startswith("/"):
+            raise ConfigError(join_path(path, "profiles_url_path"), "must start with /")
+
 
 @dataclass(frozen=True)
 class OTLPReceiverConfig:
@@ -43,6 +55,16 @@ class OTLPReceiverConfig:
 
     grpc: Optional[GrpcServerConfig] = None
     http: Optional[HttpServerConfig] = None
+
+    def validate(self, path: str) -> None:
+        if self.grpc is None and self.http is None:
+            raise ConfigError(
+                join_path(path, "protocols"), "must specify at least one protocol (grpc or http)"
+            )
+        if self.grpc is not None:
+            self.grpc.validate(join_path(path, "protocols", "grpc"))
+        if self.http is not None:
+            self.http.validate(join_path(path, "protocols", "http"))
 
 
 def default_config() -> OTLPReceiverConfig:
@@ -85,9 +107,6 @@ def _load_grpc(node: Node) -> GrpcServerConfig:
         authenticator=_load_auth(node),
     )
     node.finish()
-    split_endpoint(config.endpoint, node.key_path("endpoint"))
-    if config.max_recv_msg_size_mib <= 0:
-        raise ConfigError(node.key_path("max_recv_msg_size_mib"), "must be > 0")
     return config
 
 
@@ -101,11 +120,6 @@ def _load_http(node: Node) -> HttpServerConfig:
         authenticator=_load_auth(node),
     )
     node.finish()
-    split_endpoint(config.endpoint, node.key_path("endpoint"))
-    if config.max_request_body_size <= 0:
-        raise ConfigError(node.key_path("max_request_body_size"), "must be > 0")
-    if not config.profiles_url_path.startswith("/"):
-        raise ConfigError(node.key_path("profiles_url_path"), "must start with /")
     return config
 
 
@@ -117,8 +131,6 @@ def load_config(node: Node) -> OTLPReceiverConfig:
     protocols.get("http")
     protocols.finish()
     node.finish()
-    if grpc is None and http is None:
-        raise ConfigError(
-            node.key_path("protocols"), "must specify at least one protocol (grpc or http)"
-        )
-    return OTLPReceiverConfig(grpc=grpc, http=http)
+    config = OTLPReceiverConfig(grpc=grpc, http=http)
+    config.validate(node.path)
+    return config

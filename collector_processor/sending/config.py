@@ -93,7 +93,6 @@ def load_queue_settings(node: Node) -> QueueSettings:
         storage=node.optional_string("storage"),
     )
     node.finish()
-    settings.validate(node.path)
     return settings
 
 
@@ -112,5 +111,4 @@ def load_retry_settings(node: Node) -> RetrySettings:
         randomization_factor=node.number("randomization_factor", defaults.randomization_factor),
     )
     node.finish()
-    settings.validate(node.path)
     return settings

@@ -23,6 +23,7 @@ from collector_processor.exporter.config import (
 )
 from collector_processor.extension.config import FileStorageConfig, HealthCheckConfig
 from collector_processor.processor.config import (
+    MemoryLimiterConfig,
     ResourceDetectionConfig,
     default_resourcedetection_config,
 )
@@ -216,3 +217,19 @@ def test_cli_validate_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixtu
     )
     assert main(["--config", str(tmp_path / "missing.yaml"), "--validate"]) == 2
     assert "cannot read config file" in capsys.readouterr().err
+
+
+def test_default_configs_validate_where_the_collectors_do() -> None:
+    default_config().validate("receivers::otlp")
+    default_resourcedetection_config().validate("processors::resourcedetection")
+    FileStorageConfig().validate("extensions::file_storage")
+    HealthCheckConfig().validate("extensions::health_check")
+    # Like the Collector's, these need a destination or a limit before they are valid.
+    for config, path, message in (
+        (default_otlp_grpc_config(), "exporters::otlp_grpc", "endpoint: required"),
+        (default_otlp_http_config(), "exporters::otlp_http", "endpoint: required"),
+        (default_file_config(), "exporters::file", "path: required"),
+        (MemoryLimiterConfig(), "processors::memory_limiter", "check_interval: must be > 0"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            config.validate(path)  # type: ignore[attr-defined]
