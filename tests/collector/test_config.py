@@ -233,3 +233,11 @@ def test_default_configs_validate_where_the_collectors_do() -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             config.validate(path)  # type: ignore[attr-defined]
+
+
+def test_the_documented_example_is_a_valid_config() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "collector.md").read_text()
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(example))
+    assert [p.name for p in config.pipelines] == ["profiles"]
+    assert config.exporters["otlp_grpc/collector"].settings.sending.queue.storage == "file_storage"
