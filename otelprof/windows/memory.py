@@ -1,0 +1,338 @@
+"""Memory windows: tracemalloc, bounded in depth and in its own memory, turned into heap profiles.
+
+tracemalloc keeps a record of every *live* traced block and forgets a block when it is freed,
+so what a window can see is what is still alive when it closes:
+
+- ``alloc_space`` / ``alloc_objects``: blocks allocated during the window and still live at its
+  end (when the application was already tracing, the per-stack increase: a lower bound);
+- ``inuse_space`` / ``inuse_objects``: the net growth of live bytes per stack from the window's
+  start to its end (only stacks that grew). When the window started tracemalloc itself nothing
+  was traced at the start, so both pairs hold the same numbers.
+
+Short-lived allocations that were freed before the window closed leave no record at all.
+"""
+
+from __future__ import annotations
+
+import array
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from otelprof.model import TRUNCATED_FRAME, Attributes, Profile, Sample, Stack, ValueType
+from otelprof.windows.names import AGENT_DIR, FunctionNames
+
+_logger = logging.getLogger("otelprof")
+
+ALLOC_SPACE = ValueType("alloc_space", "bytes")
+ALLOC_OBJECTS = ValueType("alloc_objects", "count")
+INUSE_SPACE = ValueType("inuse_space", "bytes")
+INUSE_OBJECTS = ValueType("inuse_objects", "count")
+SPACE_PERIOD = ValueType("space", "bytes")
+"""pprof heap profiles (Go's among them) use ``space``/``bytes`` as period type of all four."""
+
+Heap = Dict[Stack, Tuple[int, int]]
+"""Stack (leaf first) -> (bytes, blocks)."""
+
+
+@dataclass(frozen=True)
+class HeapObservation:
+    """The per-stack change of the live heap over one window (or one snapshot period).
+
+    ``contiguous`` is True when tracing went on between observations (``otelprof run
+    --memory``), so successive observations see every change; windowed observations each see
+    only what was allocated while they were open. ``heap_blocks_per_second`` is the trend of the
+    process's count of live memory blocks (``sys.getallocatedblocks()``, sampled throughout,
+    with its standard error): it sees frees that tracemalloc, started with the window, cannot.
+    """
+
+    start_seconds: float
+    end_seconds: float
+    growth: Heap
+    contiguous: bool
+    heap_blocks_per_second: float
+    heap_blocks_error: float
+    start_unix_nano: int = 0
+    end_unix_nano: int = 0
+    attributes: Attributes = field(default=())
+
+    @property
+    def seconds(self) -> float:
+        return max(1e-9, self.end_seconds - self.start_seconds)
+
+
+class StackCache:
+    """tracemalloc tracebacks -> leaf-first stacks of named frames, kept across snapshots.
+
+    A snapshot of a large heap holds hundreds of thousands of traces but far fewer distinct
+    tracebacks, and the same ones come back snapshot after snapshot.
+    """
+
+    def __init__(self, names: Optional[FunctionNames] = None, max_entries: int = 200_000) -> None:
+        self.names = names if names is not None else FunctionNames()
+        self._stacks: Dict[Tuple[Any, ...], Optional[Stack]] = {}
+        self._max_entries = max_entries
+
+    def stack(self, frames: Tuple[Tuple[str, int], ...], total_nframe: int) -> Optional[Stack]:
+        """None for the agent's own allocations."""
+        key = (frames, total_nframe)
+        if key in self._stacks:
+            return self._stacks[key]
+        if len(self._stacks) >= self._max_entries:
+            self._stacks.clear()
+        stack: Optional[Stack] = None
+        if not any(filename.startswith(AGENT_DIR) for filename, _ in frames):
+            # tracemalloc's raw tracebacks are most recent first: leaf first, like ours.
+            stack = tuple(self.names.frame(filename, line) for filename, line in frames)
+            if total_nframe > len(frames):
+                stack += (TRUNCATED_FRAME,)
+        self._stacks[key] = stack
+        return stack
+
+
+def heap_by_stack(snapshot: Any, stacks: StackCache) -> Heap:
+    """Aggregate a ``tracemalloc.Snapshot`` by stack.
+
+    Reads the snapshot's raw trace tuples ``(domain, size, traceback, total_nframe)``: building
+    ``Statistic`` and ``Traceback`` objects for every trace costs several times more. Within one
+    snapshot, equal tracebacks are one shared tuple, so grouping goes by identity first.
+    """
+    raw = getattr(getattr(snapshot, "traces", None), "_traces", None)
+    if raw is None:  # a future tracemalloc without the raw list: the public, slower path
+        raw = [
+            (0, trace.size, tuple((f.filename, f.lineno) for f in reversed(trace.traceback)),
+             trace.traceback.total_nframe or len(trace.traceback))
+            for trace in snapshot.traces
+        ]  # fmt: skip
+    by_identity: Dict[int, List[Any]] = {}
+    for _domain, size, frames, total_nframe in raw:
+        entry = by_identity.get(id(frames))
+        if entry is None:
+            by_identity[id(frames)] = [frames, total_nframe, size, 1]
+        else:
+            entry[2] += size
+            entry[3] += 1
+    heap: Dict[Stack, List[int]] = {}
+    for frames, total_nframe, size, count in by_identity.values():
+        stack = stacks.stack(frames, total_nframe or len(frames))
+        if stack is None:
+            continue
+        totals = heap.get(stack)
+        if totals is None:
+            heap[stack] = [size, count]
+        else:
+            totals[0] += size
+            totals[1] += count
+    return {stack: (size, count) for stack, (size, count) in heap.items()}
+
+
+def heap_difference(end: Heap, start: Heap) -> Heap:
+    """Net change per stack (negative when it shrank)."""
+    out: Heap = {}
+    for stack in set(end) | set(start):
+        size_end, count_end = end.get(stack, (0, 0))
+        size_start, count_start = start.get(stack, (0, 0))
+        if size_end != size_start or count_end != count_start:
+            out[stack] = (size_end - size_start, count_end - count_start)
+    return out
+
+
+def positive(heap: Heap) -> Heap:
+    return {
+        stack: (max(0, size), max(0, count))
+        for stack, (size, count) in heap.items()
+        if size > 0 or count > 0
+    }
+
+
+def heap_profiles(
+    alloc: Heap, inuse: Heap, start_unix_nano: int, duration_nano: int, attributes: Attributes
+) -> List[Profile]:
+    profiles = []
+    for heap, column, sample_type in (
+        (alloc, 0, ALLOC_SPACE),
+        (alloc, 1, ALLOC_OBJECTS),
+        (inuse, 0, INUSE_SPACE),
+        (inuse, 1, INUSE_OBJECTS),
+    ):
+        samples = tuple(
+            Sample(stack=stack, value=values[column])
+            for stack, values in heap.items()
+            if values[column] > 0
+        )
+        profiles.append(
+            Profile(
+                sample_type=sample_type,
+                period_type=SPACE_PERIOD,
+                period=1,
+                start_unix_nano=start_unix_nano,
+                duration_nano=duration_nano,
+                samples=samples,
+                attributes=attributes,
+            )
+        )
+    return profiles
+
+
+class BlocksTrend:
+    """Least-squares slope of ``sys.getallocatedblocks()`` samples, in blocks per second.
+
+    A single start/end difference would be dominated by whatever requests happen to be in
+    flight at those two instants; a slope over many samples averages that out.
+    """
+
+    def __init__(self) -> None:
+        # Flat arrays, not a list of tuples: storing a sample must not itself add live blocks.
+        self._times = array.array("d")
+        self._blocks = array.array("d")
+
+    def sample(self, now: float) -> None:
+        self._times.append(now)
+        self._blocks.append(sys.getallocatedblocks())
+
+    def slope(self) -> Tuple[float, float]:
+        """``(blocks per second, its standard error)``; the error is infinite below 3 samples."""
+        times, blocks = self._times, self._blocks
+        count = len(times)
+        if count < 2:
+            return 0.0, math.inf
+        mean_t = sum(times) / count
+        mean_b = sum(blocks) / count
+        spread = sum((t - mean_t) ** 2 for t in times)
+        if spread <= 0:
+            return 0.0, math.inf
+        slope = sum((t - mean_t) * (b - mean_b) for t, b in zip(times, blocks)) / spread
+        if count < 3:
+            return slope, math.inf
+        residuals = sum((b - mean_b - slope * (t - mean_t)) ** 2 for t, b in zip(times, blocks))
+        return slope, math.sqrt(residuals / (count - 2) / spread)
+
+
+class MemoryEngine:
+    """Starts tracemalloc for a window (unless the application already traces) and reads it."""
+
+    kind = "memory"
+    cost_key = "memory"
+
+    def __init__(
+        self,
+        traceback_depth: int = 16,
+        cap_bytes: int = 16 * 1024 * 1024,
+        stacks: Optional[StackCache] = None,
+        monotonic: Any = None,
+    ) -> None:
+        import time
+
+        self.traceback_depth = traceback_depth
+        self.cap_bytes = cap_bytes
+        self.stacks = stacks if stacks is not None else StackCache()
+        self._monotonic = monotonic or time.monotonic
+        self._unix_ns = time.time_ns
+        self._tracemalloc: Any = None
+        self.own_tracing = False
+        self._heap: Heap = {}
+        self._since = (0.0, 0)  # (monotonic seconds, unix ns)
+        self._trend = BlocksTrend()
+        self.running = False
+
+    def open(self) -> None:
+        import tracemalloc
+
+        self._tracemalloc = tracemalloc
+        self.own_tracing = not tracemalloc.is_tracing()
+        if self.own_tracing:
+            tracemalloc.start(self.traceback_depth)
+            self._heap = {}
+        else:
+            # The application traces already: leave it be, and diff against what it holds now.
+            self._heap = self._take()
+        self.running = True
+        self._since = (self._monotonic(), self._unix_ns())
+        self._trend = BlocksTrend()
+        self._trend.sample(self._since[0])
+
+    def sample(self) -> None:
+        """Called while the window is open: one more point of the live-blocks trend."""
+        self._trend.sample(self._monotonic())
+
+    def should_close(self) -> Optional[str]:
+        tracemalloc = self._tracemalloc
+        if tracemalloc is None or not tracemalloc.is_tracing():
+            return "tracemalloc was stopped by the application"
+        used = tracemalloc.get_tracemalloc_memory()
+        if used > self.cap_bytes:
+            return (
+                f"tracemalloc's own memory reached {used / 2**20:.1f} MiB"
+                f" (cap {self.cap_bytes / 2**20:.0f} MiB)"
+            )
+        return None
+
+    def checkpoint(self, attributes: Attributes = ()) -> Tuple[List[Profile], HeapObservation]:
+        """Profiles and observation since the previous checkpoint; tracing goes on."""
+        if self._tracemalloc is None or not self._tracemalloc.is_tracing():
+            raise RuntimeError("tracemalloc is not tracing")
+        heap = self._take()
+        start_s, start_ns = self._since
+        now_s, now_ns = self._monotonic(), self._unix_ns()
+        self._trend.sample(now_s)
+        growth = heap_difference(heap, self._heap)
+        grown = positive(growth)
+        profiles = heap_profiles(grown, grown, start_ns, now_ns - start_ns, attributes)
+        observation = HeapObservation(
+            start_s, now_s, growth, True, *self._trend.slope(), start_ns, now_ns, attributes
+        )
+        self._heap = heap
+        self._since = (now_s, now_ns)
+        self._trend = BlocksTrend()
+        self._trend.sample(now_s)
+        return profiles, observation
+
+    def close(self, attributes: Attributes = ()) -> Tuple[List[Profile], HeapObservation]:
+        """Read the window's heap, stop tracing if the window started it; always restores."""
+        try:
+            start_s, start_ns = self._since
+            end_s, end_ns = self._monotonic(), self._unix_ns()
+            self._trend.sample(end_s)
+            snapshot = self._tracemalloc.take_snapshot()
+            started_empty = self.own_tracing
+            self.restore()  # stop as early as possible: the conversion below needs no tracing
+            heap = heap_by_stack(snapshot, self.stacks)
+            del snapshot
+            growth = heap_difference(heap, self._heap)
+            alloc = heap if started_empty else positive(growth)
+            profiles = heap_profiles(
+                alloc, positive(growth), start_ns, end_ns - start_ns, attributes
+            )
+            observation = HeapObservation(
+                start_s,
+                end_s,
+                growth,
+                False,
+                *self._trend.slope(),
+                start_ns,
+                end_ns,
+                attributes,
+            )
+            return profiles, observation
+        finally:
+            self.restore()
+            self._heap = {}
+
+    def _take(self) -> Heap:
+        snapshot = self._tracemalloc.take_snapshot()
+        try:
+            return heap_by_stack(snapshot, self.stacks)
+        finally:
+            del snapshot
+
+    def restore(self) -> None:
+        """Idempotent: stop tracemalloc if (and only if) this engine started it."""
+        tracemalloc, self._tracemalloc = self._tracemalloc, None
+        self.running = False
+        if tracemalloc is not None and self.own_tracing and tracemalloc.is_tracing():
+            try:
+                tracemalloc.stop()
+            except Exception:
+                _logger.exception("otelprof: could not stop tracemalloc")

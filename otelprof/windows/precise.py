@@ -1,0 +1,331 @@
+"""Precise windows: yappi's exact per-function times and call counts, as profiles of their own.
+
+Representation (what yappi knows, nothing invented): yappi records, per function, its call count
+and its own ("self") time, and per caller -> callee edge the same two numbers. A sample's stack
+is therefore at most two frames deep, ``(callee, caller)`` leaf first, and holds the callee's
+calls and self time when called from that caller; calls yappi saw without a profiled caller (a
+thread's entry point, or a caller that was running when the window opened) keep a one-frame
+stack ``(callee,)``. Summed per leaf function, the values are exact self times and call counts;
+a function's "total" in a flame graph includes only its direct callees' self time. Frames carry
+the function's first line (yappi does not know which line was executing).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from otelprof._threads import AGENT_THREAD_IDENTS
+from otelprof.model import (
+    Attributes,
+    Frame,
+    Profile,
+    Sample,
+    SampleTag,
+    SpanLink,
+    Stack,
+    ValueType,
+)
+from otelprof.windows.names import AGENT_DIR
+
+_logger = logging.getLogger("otelprof")
+
+CALLS = ValueType("calls", "count")
+PRECISE_PERIOD_NANOS = ValueType("precise", "nanoseconds")
+PRECISE_PERIOD_COUNT = ValueType("precise", "count")
+"""Period types of precise profiles: every call is recorded (period 1), and the distinct period
+type keeps backends that name a profile after it (Pyroscope) from adding these exact values into
+the stack sampler's ``cpu``/``wall`` series."""
+
+# Positions in the tuples yappi's C extension hands to ``enum_func_stats`` callbacks (the layout
+# yappi.YFuncStat reads too).
+_NAME, _MODULE, _LINENO, _NCALL, _BUILTIN, _TSUB, _INDEX, _CHILDREN, _CTX, _TAG = (
+    0,
+    1,
+    2,
+    3,
+    5,
+    7,
+    8,
+    9,
+    10,
+    12,
+)
+_YAPPI_MODULES = ("yappi.py", "_yappi")
+
+
+class WindowUnavailable(Exception):
+    """The engine cannot open a window now; the message says why (logged, window skipped)."""
+
+
+class SpanTags:
+    """yappi's tag callback: the span active where a function is called, as its span id.
+
+    The callback runs inside the calling thread (or asyncio task), so it reads OpenTelemetry's
+    current context directly: no cross-thread table is needed, and tasks sharing a thread each
+    get their own span. The tag is the 64-bit span id (0: no span); trace ids are remembered
+    on the side so that tags can become OTLP links afterwards.
+    """
+
+    def __init__(self) -> None:
+        from opentelemetry import trace
+
+        self._get_current_span = trace.get_current_span
+        self._trace_ids: Dict[int, int] = {}
+
+    @staticmethod
+    def tracing_configured() -> bool:
+        """Only an SDK tracer provider makes spans worth the callback's cost on every call."""
+        try:
+            from opentelemetry import trace
+
+            provider = trace.get_tracer_provider()
+        except Exception:
+            return False
+        return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
+
+    def __call__(self) -> int:
+        context = self._get_current_span().get_span_context()
+        span_id: int = context.span_id
+        if span_id and span_id not in self._trace_ids:
+            self._trace_ids[span_id] = context.trace_id
+        return span_id
+
+    def sample_tag(self, tag: int) -> Optional[SampleTag]:
+        trace_id = self._trace_ids.get(tag)
+        if not tag or not trace_id:
+            return None
+        return SampleTag(link=SpanLink.from_ints(trace_id, tag))
+
+
+ThreadLabels = Dict[int, Tuple[int, str]]
+"""yappi context id -> (thread.id, thread.name); contexts of agent threads are left out."""
+
+
+def pits_to_profiles(
+    pits: Sequence[Sequence[Any]],
+    threads: ThreadLabels,
+    tag_of: Callable[[int], Optional[SampleTag]],
+    clock_type: str,
+    start_unix_nano: int,
+    duration_nano: int,
+    attributes: Attributes = (),
+) -> List[Profile]:
+    """Turn yappi's per-(thread, tag, function) records into a time profile and a calls profile."""
+    kept: Dict[int, Tuple[Frame, Attributes, Optional[SpanLink], int, int, int]] = {}
+    for pit in pits:
+        ctx = threads.get(pit[_CTX])
+        module = pit[_MODULE]
+        if ctx is None or pit[_BUILTIN] or module.endswith(_YAPPI_MODULES):
+            continue
+        if module.startswith(AGENT_DIR):  # the agent's own work in application threads
+            continue
+        frame = Frame(pit[_NAME], pit[_MODULE], pit[_LINENO], pit[_LINENO])
+        thread_attrs: Attributes = (("thread.id", ctx[0]), ("thread.name", ctx[1]))
+        tag = tag_of(pit[_TAG]) if pit[_TAG] else None
+        link = tag.link if tag is not None else None
+        attrs = tuple(sorted(thread_attrs + (tag.attributes if tag is not None else ())))
+        kept[pit[_INDEX]] = (frame, attrs, link, pit[_NCALL], _nanos(pit[_TSUB]), pit[_INDEX])
+
+    totals: Dict[Tuple[Stack, Attributes, Optional[SpanLink]], List[int]] = {}
+    seen_calls: Dict[int, int] = {}
+    seen_nanos: Dict[int, int] = {}
+
+    def add(stack: Stack, attrs: Attributes, link: Optional[SpanLink], calls: int, ns: int) -> None:
+        entry = totals.setdefault((stack, attrs, link), [0, 0])
+        entry[0] += calls
+        entry[1] += ns
+
+    for pit in pits:
+        caller = kept.get(pit[_INDEX])
+        if caller is None:
+            continue
+        for child_index, ncall, _nactual, _ttot, tsub in pit[_CHILDREN]:
+            callee = kept.get(child_index)
+            if callee is None:
+                continue
+            nanos = _nanos(tsub)
+            add((callee[0], caller[0]), callee[1], callee[2], ncall, nanos)
+            seen_calls[child_index] = seen_calls.get(child_index, 0) + ncall
+            seen_nanos[child_index] = seen_nanos.get(child_index, 0) + nanos
+    for index, (frame, attrs, link, ncall, nanos, _) in kept.items():
+        calls_left = ncall - seen_calls.get(index, 0)
+        nanos_left = nanos - seen_nanos.get(index, 0)
+        if calls_left > 0 or nanos_left > 0:
+            add((frame,), attrs, link, max(0, calls_left), max(0, nanos_left))
+
+    time_type = ValueType(clock_type, "nanoseconds")
+    profiles = []
+    for column, sample_type, period_type in (
+        (1, time_type, PRECISE_PERIOD_NANOS),
+        (0, CALLS, PRECISE_PERIOD_COUNT),
+    ):
+        samples = tuple(
+            Sample(stack=stack, value=values[column], attributes=attrs, link=link)
+            for (stack, attrs, link), values in totals.items()
+            if values[column] > 0
+        )
+        profiles.append(
+            Profile(
+                sample_type=sample_type,
+                period_type=period_type,
+                period=1,
+                start_unix_nano=start_unix_nano,
+                duration_nano=duration_nano,
+                samples=samples,
+                attributes=attributes,
+            )
+        )
+    return profiles
+
+
+def _nanos(seconds: float) -> int:
+    return round(seconds * 1e9)
+
+
+class PreciseEngine:
+    """Opens and closes yappi around one window, and always puts yappi back as it found it."""
+
+    kind = "precise"
+
+    def __init__(self, clock_type: str = "wall", tag_spans: bool = True) -> None:
+        self.clock_type = clock_type
+        self.tag_spans = tag_spans
+        self._yappi: Any = None
+        self._previous_clock: Optional[str] = None
+        self._previous_thread_hook: Any = None
+        self._tags: Optional[SpanTags] = None
+        self._threads: Dict[int, Tuple[int, str]] = {}
+        self.running = False
+
+    @property
+    def cost_key(self) -> str:
+        return f"precise:{self.clock_type}"
+
+    def open(self) -> None:
+        try:
+            import yappi
+        except ImportError as error:
+            raise WindowUnavailable(f"yappi is not installed ({error})") from None
+        if yappi.is_running():
+            raise WindowUnavailable("the application is running yappi itself")
+        if sys.getprofile() is not None:
+            raise WindowUnavailable("another profiler is installed (sys.setprofile)")
+        try:
+            has_stats = len(yappi.get_thread_stats()) > 0
+        except Exception:  # e.g. a greenlet context backend chosen by the application
+            raise WindowUnavailable("yappi is configured by the application") from None
+        if has_stats:
+            raise WindowUnavailable("yappi holds the application's own statistics")
+        self._yappi = yappi
+        self._previous_clock = str(yappi.get_clock_type()).lower()
+        self._previous_thread_hook = getattr(threading, "getprofile", lambda: None)()
+        try:
+            if self._previous_clock != self.clock_type:
+                yappi.set_clock_type(self.clock_type)
+            self._tags = None
+            if self.tag_spans and sys.maxsize > 2**32 and SpanTags.tracing_configured():
+                self._tags = SpanTags()
+                yappi.set_tag_callback(self._tags)
+            # yappi names a context after the thread's class; ask the thread itself instead, once,
+            # so threads that end before the window closes keep their name and native id.
+            self._threads = {}
+            yappi.set_context_name_callback(self._context_name)
+            self.running = True
+            yappi.start(builtins=False, profile_threads=True)
+        except Exception:
+            self.restore()
+            raise
+
+    def _context_name(self) -> str:
+        thread = threading.current_thread()
+        self._threads[threading.get_ident()] = (threading.get_native_id(), thread.name)
+        return thread.name
+
+    def close(
+        self, start_unix_nano: int, duration_nano: int, attributes: Attributes = ()
+    ) -> List[Profile]:
+        """Stop yappi, read what it recorded, restore it; returns the window's profiles."""
+        yappi = self._yappi
+        if yappi is None:
+            return []
+        try:
+            yappi.stop()
+            pits = _enumerate_pits(yappi)
+            threads = _thread_labels(yappi, self._threads)
+            tags = self._tags
+            tag_of = tags.sample_tag if tags is not None else (lambda tag: None)
+            return pits_to_profiles(
+                pits,
+                threads,
+                tag_of,
+                self.clock_type,
+                start_unix_nano,
+                duration_nano,
+                (*attributes, ("otelprof.window.clock", self.clock_type)),
+            )
+        finally:
+            self.restore()
+
+    def should_close(self) -> Optional[str]:
+        return None
+
+    def restore(self) -> None:
+        """Idempotent: yappi stopped, no tag callback, no statistics, the clock it had."""
+        yappi, self._yappi = self._yappi, None
+        self.running = False
+        if yappi is None:
+            return
+        steps: List[Callable[[], object]] = [
+            yappi.stop,
+            lambda: yappi.set_tag_callback(None),
+            lambda: yappi.set_context_name_callback(None),
+            yappi.clear_stats,
+        ]
+        if self._previous_clock is not None and self._previous_clock != self.clock_type:
+            previous = self._previous_clock
+            steps.append(lambda: yappi.set_clock_type(previous))
+        hook = self._previous_thread_hook
+        if hook is not None:
+            steps.append(lambda: threading.setprofile(hook))
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                _logger.exception("otelprof: could not fully restore yappi")
+        self._tags = None
+
+
+def _enumerate_pits(yappi: Any) -> List[Sequence[Any]]:
+    """Every (context, tag, function) record, unmerged.
+
+    ``yappi.get_func_stats()`` merges records of one function across threads and tags and then
+    drops the caller -> callee edges that point at the records it merged away; the extension's
+    own enumerator (what ``get_func_stats`` calls) hands over each record with its edges intact.
+    """
+    pits: List[Sequence[Any]] = []
+    try:
+        import _yappi  # type: ignore[import-not-found]
+
+        _yappi.enum_func_stats(pits.append, {})
+    except Exception:
+        # Fall back to the public, merged view: exact per-function values, fewer edges.
+        pits = [
+            (s.name, s.module, s.lineno, s.ncall, s.nactualcall, s.builtin, s.ttot, s.tsub,
+             s.index, [(c.index, c.ncall, c.nactualcall, c.ttot, c.tsub) for c in s.children],
+             s.ctx_id, s.ctx_name, s.tag)
+            for s in yappi.get_func_stats()
+        ]  # fmt: skip
+    return pits
+
+
+def _thread_labels(yappi: Any, seen: Dict[int, Tuple[int, str]]) -> ThreadLabels:
+    """yappi contexts of application threads -> (native thread id, thread name)."""
+    labels: ThreadLabels = {}
+    for stat in yappi.get_thread_stats():
+        if stat.tid in AGENT_THREAD_IDENTS:
+            continue
+        labels[stat.id] = seen.get(stat.tid, (stat.tid, str(stat.name)))
+    return labels
