@@ -1,0 +1,46 @@
+"""Bounded precise (yappi) and memory (tracemalloc) windows, on schedule or on demand."""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import TYPE_CHECKING, Optional
+
+from otelprof.windows.handle import WindowHandle
+from otelprof.windows.scheduler import MEMORY, ON_DEMAND, PRECISE
+
+if TYPE_CHECKING:
+    from otelprof.windows.manager import WindowManager
+
+__all__ = ["MEMORY", "PRECISE", "WindowHandle", "request_window"]
+
+_lock = threading.Lock()
+_standalone: Optional[WindowManager] = None
+
+
+def request_window(kind: str, seconds: Optional[float]) -> WindowHandle:
+    """Open a ``precise`` or ``memory`` window on the running profiler, or standalone.
+
+    With ``otelprof.start()`` running, the window's profiles go out with the next export (and
+    into the handle). Without one, a standalone runner executes the window and the handle is the
+    only place its profiles go. ``seconds=None`` keeps it open until ``handle.close()`` (or the
+    end of a ``with`` block).
+    """
+    import otelprof
+
+    profiler = otelprof.get_profiler()
+    if profiler is not None and profiler.running:
+        return profiler.windows.request(kind, seconds, ON_DEMAND)
+    return _standalone_manager().request(kind, seconds, ON_DEMAND)
+
+
+def _standalone_manager() -> WindowManager:
+    global _standalone
+    with _lock:
+        if _standalone is None:
+            from otelprof.config import resolve_config
+            from otelprof.windows.manager import WindowManager
+
+            _standalone = WindowManager(resolve_config(), standalone=True)
+            atexit.register(_standalone.stop)
+        return _standalone

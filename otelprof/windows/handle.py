@@ -1,0 +1,93 @@
+"""The handle of an on-demand window: wait for it, close it early, read its profiles."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Callable, List, Optional
+
+from otelprof.model import Profile
+
+if TYPE_CHECKING:
+    from otelprof.windows.leaks import LeakCandidate
+
+OPEN_TIMEOUT_SECONDS = 10.0
+
+
+class WindowHandle:
+    """One requested window. ``with otelprof.precise(): ...`` covers exactly the block.
+
+    ``profiles`` holds the window's profiles once :meth:`wait` returned True (they are also
+    exported when a profiler is running); ``error`` says why a window did not run.
+    """
+
+    def __init__(self, kind: str, seconds: Optional[float], trigger: str) -> None:
+        self.kind = kind
+        self.seconds = seconds
+        self.trigger = trigger
+        self.profiles: List[Profile] = []
+        self.leaks: List[LeakCandidate] = []
+        self.error: Optional[str] = None
+        self.closed_early: Optional[str] = None
+        self._opened = threading.Event()
+        self._done = threading.Event()
+        self._changed = threading.Event()  # opened or done, whichever comes first
+        self._close_requested = threading.Event()
+        self._on_close: Optional[Callable[[], None]] = None
+
+    def __repr__(self) -> str:
+        state = "done" if self.done else "open" if self.opened else "pending"
+        return f"<WindowHandle {self.kind} {state}>"
+
+    @property
+    def opened(self) -> bool:
+        return self._opened.is_set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait_opened(self, timeout: Optional[float] = OPEN_TIMEOUT_SECONDS) -> bool:
+        """True once the engine runs (False if it failed to open, or on timeout)."""
+        self._changed.wait(timeout)
+        return self.opened and self.error is None
+
+    def close(self) -> None:
+        """Ask the window to close now (or drop the request if it has not opened yet)."""
+        self._close_requested.set()
+        callback = self._on_close
+        if callback is not None:
+            callback()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the window has closed and its profiles are in :attr:`profiles`."""
+        return self._done.wait(timeout)
+
+    def __enter__(self) -> WindowHandle:
+        self.wait_opened()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+        self.wait(OPEN_TIMEOUT_SECONDS * 3)
+
+    # -- for the runner ------------------------------------------------------------------------
+
+    @property
+    def close_requested(self) -> bool:
+        return self._close_requested.is_set()
+
+    def mark_opened(self) -> None:
+        self._opened.set()
+        self._changed.set()
+
+    def finish(
+        self,
+        profiles: Optional[List[Profile]] = None,
+        error: Optional[str] = None,
+        leaks: Optional[List[LeakCandidate]] = None,
+    ) -> None:
+        self.profiles = list(profiles or [])
+        self.leaks = list(leaks or [])
+        self.error = error
+        self._done.set()
+        self._changed.set()
