@@ -9,6 +9,7 @@ from typing import Any, Optional
 from otelprof.config import ConfigError, ProfilerConfig
 from otelprof.profiler import Profiler
 from otelprof.version import __version__
+from otelprof.windows.handle import WindowHandle
 
 __all__ = [
     "ConfigError",
@@ -16,6 +17,8 @@ __all__ = [
     "ProfilerConfig",
     "__version__",
     "get_profiler",
+    "memory",
+    "precise",
     "start",
     "stop",
 ]
@@ -49,6 +52,25 @@ def stop(timeout_seconds: Optional[float] = None) -> None:
         profiler, _global = _global, None
     if profiler is not None:
         profiler.stop(timeout_seconds)
+
+
+def precise(seconds: Optional[float] = 5.0) -> WindowHandle:
+    """Open a precise (yappi) window now: exact per-function times and call counts.
+
+    Works with the profiler from :func:`start` (the profiles go out with the next export) and
+    without one (read ``handle.profiles`` after ``handle.wait()``). ``with otelprof.precise(None):``
+    covers exactly the block. Windows never overlap: a request waits for an open window to end.
+    """
+    from otelprof.windows import PRECISE, request_window
+
+    return request_window(PRECISE, seconds)
+
+
+def memory(seconds: Optional[float] = 5.0) -> WindowHandle:
+    """Open a memory (tracemalloc) window now: allocations and live-heap growth by stack."""
+    from otelprof.windows import MEMORY, request_window
+
+    return request_window(MEMORY, seconds)
 
 
 def get_profiler() -> Optional[Profiler]:

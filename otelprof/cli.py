@@ -60,6 +60,17 @@ def _run_parser() -> argparse.ArgumentParser:
         choices=("debug", "info", "warning", "error"),
         help="level of the otelprof logger, printed to stderr",
     )
+    whole_run = parser.add_mutually_exclusive_group()
+    whole_run.add_argument(
+        "--precise",
+        action="store_true",
+        help="run the whole program under yappi (exact times and call counts; slow)",
+    )
+    whole_run.add_argument(
+        "--memory",
+        action="store_true",
+        help="run the whole program under tracemalloc, with periodic leak checks",
+    )
     parser.add_argument("command", nargs="*", help="the program and its arguments (after --)")
     return parser
 
@@ -128,6 +139,8 @@ def build_run_environment(args: argparse.Namespace, environ: Dict[str, str]) -> 
         env[ev.OTEL_PYTHON_PROFILER_EXPORT_INTERVAL] = repr(config.export_interval_seconds)
     if args.log_level:
         env[ev.OTEL_PYTHON_PROFILER_LOG_LEVEL] = args.log_level
+    if args.precise or args.memory:
+        env[ev.OTEL_PYTHON_PROFILER_WHOLE_RUN] = "precise" if args.precise else "memory"
     path = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != BOOTSTRAP_DIR]
     env["PYTHONPATH"] = os.pathsep.join([BOOTSTRAP_DIR, *path])
     return env

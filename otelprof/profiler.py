@@ -28,6 +28,7 @@ from otelprof.resource import (
 )
 from otelprof.samplers.stack import StackSampler, snapshot_to_profiles
 from otelprof.version import __version__
+from otelprof.windows.manager import WindowManager
 
 if TYPE_CHECKING:
     from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
@@ -80,6 +81,7 @@ class Profiler:
             tagger=self.correlation.tag,
             observer=self.correlation.observe,
         )
+        self.windows = WindowManager(config, tagger=lambda: self.sampler.tagger)
         self.processor = ExportProcessor(
             collect=self.collect,
             exporter=self.exporter,
@@ -101,6 +103,7 @@ class Profiler:
                 self.correlation.start()
                 self.sampler.start()
                 self.processor.start()
+                self.windows.start()
             except Exception:
                 _logger.exception("otelprof: could not start the profiler; the application runs on")
                 self.sampler.stop()
@@ -128,6 +131,7 @@ class Profiler:
         )
         try:
             self.sampler.stop()
+            self.windows.stop(timeout)  # its last window's profiles go out with the final export
             self.processor.shutdown(timeout)
             self.correlation.stop()  # after the final collect, which still adds endpoints
         except Exception:
@@ -188,6 +192,7 @@ class Profiler:
                 profiles.extend(source())
             except Exception:
                 _logger.exception("otelprof: a profile source failed; its data is skipped")
+        profiles = self.windows.contribute(profiles, period)
         if not profiles:
             return None
         return build_request(merge_profiles(profiles), self.resource, SCOPE_NAME, __version__)
@@ -201,6 +206,7 @@ class Profiler:
         """The child inherits no threads: start fresh ones and drop the parent's data."""
         try:
             self.sampler.reset_after_fork()
+            self.windows.reset_after_fork()
             self.correlation.reset_after_fork()
             exporter = create_exporter(self.config) if self._own_exporter else self.exporter
             self.exporter = exporter
