@@ -1,0 +1,186 @@
+"""Precise windows: exact call counts, caller -> callee edges, spans, and yappi always restored."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import yappi
+from opentelemetry.sdk.trace import TracerProvider
+
+import otelprof
+from otelprof.config import resolve_config
+from otelprof.model import SampleTag, SpanLink
+from otelprof.windows import precise as precise_module
+from otelprof.windows.manager import WindowManager
+from otelprof.windows.precise import PreciseEngine, SpanTags, WindowUnavailable, pits_to_profiles
+from tests.windows.helpers import by_leaf, by_stack_names, profile_of
+
+
+def leaf_work(n: int) -> int:
+    return n * 2
+
+
+def middle(n: int) -> int:
+    return leaf_work(n) + leaf_work(n + 1) + leaf_work(n + 2)
+
+
+def outer(rounds: int) -> int:
+    return sum(middle(i) for i in range(rounds))
+
+
+def fib(n: int) -> int:
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+def _run_workload() -> None:
+    outer(7)  # outer 1, middle 7, leaf_work 21
+    worker = threading.Thread(target=outer, args=(5,), name="worker")  # 1, 5, 15 more
+    worker.start()
+    worker.join()
+    fib(10)  # 177 calls, 176 of them from fib itself
+
+
+def test_exact_call_counts_and_edges_on_a_known_workload():
+    with otelprof.precise(None) as window:
+        _run_workload()
+    assert window.wait(30) and window.error is None
+    calls = profile_of(window.profiles, "calls")
+    per_function = by_leaf(calls)
+    assert per_function["outer"] == 2
+    assert per_function["middle"] == 12
+    assert per_function["leaf_work"] == 36
+    assert per_function["fib"] == 177
+    edges = by_stack_names(calls)
+    assert edges[("leaf_work", "middle")] == 36
+    assert edges[("middle", "<genexpr>")] == 12
+    assert edges[("fib", "fib")] == 176
+    assert all(len(stack) <= 2 for stack in edges)  # no invented deep stacks
+    # The worker thread's calls are attributed to it.
+    worker_calls = sum(
+        s.value
+        for s in calls.samples
+        if s.stack[0].function == "leaf_work" and dict(s.attributes)["thread.name"] == "worker"
+    )
+    assert worker_calls == 15
+    wall = profile_of(window.profiles, "wall")
+    assert wall.period_type.type == "precise" and wall.period == 1
+    assert by_leaf(wall)["fib"] > 0
+    assert dict(wall.attributes)["otelprof.window.clock"] == "wall"
+
+
+def test_cpu_clock_is_used_when_configured_and_the_previous_clock_restored():
+    yappi.set_clock_type("cpu")
+    manager = WindowManager(resolve_config(precise_clock="cpu"), standalone=True)
+    try:
+        with manager.request("precise", None) as window:
+            fib(12)
+        assert window.wait(30) and window.error is None
+        assert profile_of(window.profiles, "cpu").sample_type.unit == "nanoseconds"
+        yappi.set_clock_type("wall")
+        with manager.request("precise", None) as window:
+            fib(8)
+        assert window.wait(30)
+        assert profile_of(window.profiles, "cpu")
+        assert yappi.get_clock_type() == "wall"  # the clock the application had chose
+    finally:
+        manager.stop()
+
+
+def test_yappi_is_stopped_and_cleared_after_an_exception_in_the_block():
+    with pytest.raises(ZeroDivisionError):
+        with otelprof.precise(None) as window:
+            fib(5)
+            _ = 1 / 0
+    assert window.wait(30)
+    assert not yappi.is_running()
+    assert len(yappi.get_func_stats()) == 0
+    assert window.profiles  # the window still delivered what it measured
+
+
+def test_yappi_is_restored_when_reading_its_statistics_fails(monkeypatch: pytest.MonkeyPatch):
+    yappi.set_clock_type("cpu")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("conversion failed")
+
+    monkeypatch.setattr(precise_module, "pits_to_profiles", broken)
+    with otelprof.precise(None) as window:
+        fib(5)
+    assert window.wait(30)
+    assert window.error is not None and "conversion failed" in window.error
+    assert not yappi.is_running()
+    assert len(yappi.get_func_stats()) == 0
+    assert yappi.get_clock_type() == "cpu"
+
+
+def test_an_application_running_yappi_itself_is_left_alone():
+    yappi.start()
+    try:
+        with otelprof.precise(None) as window:
+            fib(5)
+        assert window.wait(30)
+        assert window.error == "the application is running yappi itself"
+        assert yappi.is_running()
+    finally:
+        yappi.stop()
+        yappi.clear_stats()
+
+
+def test_the_engine_refuses_to_clobber_the_applications_statistics():
+    yappi.start()
+    fib(3)
+    yappi.stop()
+    engine = PreciseEngine()
+    try:
+        with pytest.raises(WindowUnavailable):
+            engine.open()
+        assert len(yappi.get_func_stats()) > 0
+    finally:
+        yappi.clear_stats()
+
+
+def test_functions_are_split_by_the_span_they_were_called_in(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(SpanTags, "tracing_configured", staticmethod(lambda: True))
+    tracer = TracerProvider().get_tracer("test")
+    with otelprof.precise(None) as window:
+        with tracer.start_as_current_span("request") as span:
+            fib(6)
+        fib(4)
+    assert window.wait(30) and window.error is None
+    context = span.get_span_context()
+    expected = SpanLink.from_ints(context.trace_id, context.span_id)
+    calls = profile_of(window.profiles, "calls")
+    in_span = sum(s.value for s in calls.samples if s.stack[0].function == "fib" and s.link)
+    outside = sum(s.value for s in calls.samples if s.stack[0].function == "fib" and not s.link)
+    assert (in_span, outside) == (25, 9)
+    assert {s.link for s in calls.samples if s.link} == {expected}
+
+
+def _pit(name, index, ncall, tsub, children=(), ctx=1, tag=0, module="app.py"):
+    return (name, module, 10, ncall, ncall, 0, tsub, tsub, index, list(children), ctx, "T", tag)
+
+
+def test_calls_without_a_profiled_caller_keep_a_one_frame_stack():
+    pits = [
+        _pit("handler", 1, 2, 0.001, children=[(2, 3, 3, 0.003, 0.002)]),
+        _pit("helper", 2, 5, 0.004),  # 3 calls from handler, 2 from somewhere unprofiled
+        _pit("agent", 3, 9, 0.5, ctx=2),  # a context that is not the application's
+    ]
+    link = SpanLink(b"\x01" * 16, b"\x02" * 8)
+    profiles = pits_to_profiles(
+        pits,
+        {1: (42, "main")},
+        lambda tag: SampleTag(link=link),
+        "wall",
+        1_000,
+        2_000,
+    )
+    calls = by_stack_names(profile_of(profiles, "calls"))
+    assert calls == {("helper", "handler"): 3, ("helper",): 2, ("handler",): 2}
+    wall = by_stack_names(profile_of(profiles, "wall"))
+    assert wall == {
+        ("helper", "handler"): 2_000_000,
+        ("helper",): 2_000_000,
+        ("handler",): 1_000_000,
+    }
