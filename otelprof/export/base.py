@@ -40,9 +40,7 @@ SUCCESS = ExportResult(ExportStatus.SUCCESS)
 class ProfileExporter(Protocol):
     """Sends requests; holds no queue and no thread of its own (the processor owns those)."""
 
-    def export(
-        self, request: ExportProfilesServiceRequest, timeout_seconds: float
-    ) -> ExportResult:
+    def export(self, request: ExportProfilesServiceRequest, timeout_seconds: float) -> ExportResult:
         """Send one request, within ``timeout_seconds``; never raise."""
         ...
 

@@ -46,15 +46,6 @@ RESOURCE_PROCESSOR = {
 HAND_BUILT_SERVICE = str(RESOURCE_ATTRIBUTES["service.name"])
 
 
-# A known incompatibility these tests found; strict, so the marker must go once it is fixed.
-PROCESSOR_STRING_REFERENCES = pytest.mark.xfail(
-    reason="collector_processor's resource processor does not resolve resource attributes sent "
-    "as string-table references (key_strindex), as the Collector's otlp_http exporter sends "
-    "them: upsert appends a second deployment.environment.name",
-    strict=True,
-)
-
-
 def enriched(profile: ResolvedProfile) -> ResolvedProfile:
     """`profile` as the resource processor above should leave it."""
     attributes = {**INSERTED, **profile.resource_attributes, **UPSERTED}
@@ -138,9 +129,7 @@ def test_agent_to_processor_to_otelcol_to_processor_file(
     assert sample_links(final) <= workload_links(spans)
 
 
-@pytest.mark.parametrize(
-    "hop", ["otlp_grpc", pytest.param("otlp_http", marks=PROCESSOR_STRING_REFERENCES)]
-)
+@pytest.mark.parametrize("hop", ["otlp_grpc", "otlp_http"])
 def test_agent_to_otelcol_to_processor_file(
     start_otelcol: Starter,
     start_collector_processor: Starter,
