@@ -176,9 +176,12 @@ def run(argv: Sequence[str]) -> int:  # noqa: RET503 (ends in exec)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     usage = (
-        "usage: otelprof {run,top} ...\n"
+        "usage: otelprof {run,top,view,diff,export} ...\n"
         "  run [options] -- COMMAND...   run a program with the profiler on\n"
         "  top [options] PATH...         hottest functions in .otlp.pb files\n"
+        "  view [options] PATH...        interactive flame graph as one HTML file\n"
+        "  diff [options] BASE NEW       what changed between two profile sets (CI gate)\n"
+        "  export --format F PATH...     pprof, speedscope or collapsed stacks\n"
         "  --version                     print the version\n"
     )
     if not args or args[0] in ("-h", "--help"):
@@ -193,5 +196,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from otelprof.top import main_top
 
         return main_top(args[1:])
+    if args[0] in ("view", "diff", "export"):
+        from otelprof.viewer import commands
+
+        handlers = {
+            "view": commands.main_view,
+            "diff": commands.main_diff,
+            "export": commands.main_export,
+        }
+        return handlers[args[0]](args[1:])
     sys.stderr.write(f"otelprof: unknown command {args[0]!r}\n{usage}")
     return 2

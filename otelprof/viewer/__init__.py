@@ -1,0 +1,1 @@
+"""Profiles for people: HTML flame graphs, release diffs, pprof/speedscope/collapsed export."""
