@@ -66,10 +66,17 @@ def assert_looks_like_the_workload(profiles: List[ResolvedProfile], environment:
     assert {"MainThread", WORKER_THREAD} <= hot_threads, (threads, hot_threads)
 
 
-def sample_links(profiles: List[ResolvedProfile]) -> Set[Tuple[str, str]]:
-    return {
-        sample[4]
-        for profile in agent_profiles(profiles)
-        for sample, _ in profile.samples
-        if sample[4] is not None
-    }
+def assert_links_from_the_workload(
+    profiles: List[ResolvedProfile], spans: List[Dict[str, str]]
+) -> None:
+    """Main-thread samples link to the workload's own spans; the span-less worker links nowhere."""
+    ran = {(span["trace_id"], span["span_id"]) for span in spans}
+    linked: Set[Tuple[str, str]] = set()
+    for profile in agent_profiles(profiles):
+        for (_, _, _, attributes, link), _ in profile.samples:
+            if link is None:
+                continue
+            assert dict(attributes).get("thread.name") != WORKER_THREAD, link
+            linked.add(link)
+    assert linked, "no sample carries a span link"
+    assert linked <= ran, linked - ran

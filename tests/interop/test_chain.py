@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional
 
 import grpc
 import pytest
@@ -22,7 +22,12 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
     ExportProfilesServiceRequest,
 )
 
-from .agent import AGENT_SERVICE, assert_looks_like_the_workload, run_agent, sample_links
+from .agent import (
+    AGENT_SERVICE,
+    assert_links_from_the_workload,
+    assert_looks_like_the_workload,
+    run_agent,
+)
 from .conftest import Starter
 from .file_output import read_requests
 from .payloads import RESOURCE_ATTRIBUTES, hand_built_request
@@ -55,11 +60,6 @@ def enriched(profile: ResolvedProfile) -> ResolvedProfile:
 def send(endpoint: str, request: ExportProfilesServiceRequest) -> None:
     with grpc.insecure_channel(endpoint) as channel:
         profiles_service_pb2_grpc.ProfilesServiceStub(channel).Export(request, timeout=10)
-
-
-def workload_links(spans: List[Dict[str, str]]) -> Set[Tuple[str, str]]:
-    """Links the agent may attach: only spans the workload really ran."""
-    return {(span["trace_id"], span["span_id"]) for span in spans}
 
 
 def services_in(profiles: List[ResolvedProfile]) -> set[str]:
@@ -126,7 +126,7 @@ def test_agent_to_processor_to_otelcol_to_processor_file(
     )
     assert_enriched_and_intact(final)
     assert_looks_like_the_workload(final, environment=UPSERTED["deployment.environment.name"])
-    assert sample_links(final) <= workload_links(spans)
+    assert_links_from_the_workload(final, spans)
 
 
 @pytest.mark.parametrize("hop", ["otlp_grpc", "otlp_http"])
@@ -158,4 +158,4 @@ def test_agent_to_otelcol_to_processor_file(
     )
     assert_enriched_and_intact(final)
     assert_looks_like_the_workload(resolve_all(grpc_sink.requests), environment="agent-side")
-    assert sample_links(final) <= workload_links(spans)
+    assert_links_from_the_workload(final, spans)
