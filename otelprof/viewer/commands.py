@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -63,11 +64,24 @@ def _value_types(records: Sequence[ProfileRecord], names: Sequence[str]) -> List
     return chosen
 
 
+def _services(records: Sequence[ProfileRecord]) -> str:
+    names = sorted({str(r.resource.get("service.name", "")) for r in records} - {""})
+    return ", ".join(names) or "profiles"
+
+
 def _describe(records: Sequence[ProfileRecord]) -> str:
+    """``3 files, 12 profiles, service checkout, 2026-01-02 10:00:00 .. 10:05:00 UTC``."""
     files = len({r.source for r in records})
-    services = sorted({str(r.resource.get("service.name", "")) for r in records} - {""})
     text = f"{files} file{'s' * (files != 1)}, {len(records)} profiles"
-    return text + (f", service {', '.join(services)}" if services else "")
+    services = _services(records)
+    if services != "profiles":
+        text += f", service {services}"
+    if records:
+        start = min(r.start_unix_nano for r in records)
+        end = max(r.start_unix_nano + r.duration_nano for r in records)
+        first, last = (datetime.fromtimestamp(t // 10**9, tz=timezone.utc) for t in (start, end))
+        text += f", {first:%Y-%m-%d %H:%M:%S} .. {last:%H:%M:%S} UTC"
+    return text
 
 
 def _write_text(path: str, text: str) -> None:
@@ -115,7 +129,7 @@ def main_view(argv: Optional[Sequence[str]] = None) -> int:
     summary = _describe(selected)
     document = build_document(
         [("profile", selected)],
-        title=args.title or f"otelprof: {summary}",
+        title=args.title or f"otelprof: {_services(selected)}",
         subtitle=summary,
         default_type=default_type,
     )

@@ -97,8 +97,10 @@ def compute_diff(
     sample_type = ValueType(type_name, ", ".join(sorted(units)))
     table = DiffTable(sample_type, base_grand, new_grand, ())
 
-    def order(row: FunctionChange) -> Tuple[float, str, str]:
-        return (-abs(table.self_change_points(row)), row.name, row.filename)
+    def order(row: FunctionChange) -> Tuple[float, float, str, str]:
+        change = table.self_change_points(row)
+        # Rounded, so that a growth and the shrink that mirrors it tie, and growth comes first.
+        return (-round(abs(change), 6), -change, row.name, row.filename)
 
     return DiffTable(sample_type, base_grand, new_grand, tuple(sorted(rows, key=order)))
 
