@@ -13,11 +13,13 @@ from tests.viewer.workloads import merge_dirs, run_release, write_shop_profiles
 
 @pytest.fixture(scope="session")
 def release_runs(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
-    """v1 and v2 of apps/release_app.py (v2: checksum does 8x the work), and both in one dir."""
+    """v1 and v2 of apps/release_app.py (v2: checksum does 8x the work), both in one dir, and
+    a second run of v1 (same work: only sampling noise differs)."""
     root = tmp_path_factory.mktemp("release")
     v1 = run_release(1, root / "v1")
     v2 = run_release(2, root / "v2")
-    return {"v1": v1, "v2": v2, "both": merge_dirs(root / "both", v1, v2)}
+    again = run_release(1, root / "v1-again")
+    return {"v1": v1, "v2": v2, "v1_again": again, "both": merge_dirs(root / "both", v1, v2)}
 
 
 @pytest.fixture
