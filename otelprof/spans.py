@@ -16,7 +16,7 @@ import time
 import weakref
 from asyncio import _get_running_loop as get_running_loop
 from types import CodeType
-from typing import Any, Callable, Dict, Hashable, List, Optional, Set
+from typing import Any, Callable, Dict, Hashable, Optional, Set, Tuple
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -54,13 +54,22 @@ EndpointSink = Callable[[int, Any], None]
 class _SpanState:
     """What is tracked about one live span (slots: there is one per span in flight)."""
 
-    __slots__ = ("cpu_start_ns", "leaf_wall", "root_id", "sampled_cpu_ns", "span", "thread")
+    __slots__ = (
+        "cpu_start_ns",
+        "leaf_wall",
+        "root_id",
+        "sampled",
+        "sampled_cpu_ns",
+        "span",
+        "thread",
+    )
 
-    def __init__(self, root_id: Optional[int]) -> None:
+    def __init__(self, root_id: Optional[int], thread: int, cpu_start_ns: int) -> None:
         self.root_id = root_id
-        self.thread = 0
-        self.cpu_start_ns = -1  # thread CPU clock at start (synchronous spans), else -1
+        self.thread = thread
+        self.cpu_start_ns = cpu_start_ns  # thread CPU clock at start (synchronous spans), or -1
         self.sampled_cpu_ns: Optional[int] = None  # asyncio spans: CPU of their samples
+        self.sampled = False  # a sample landed in it (so the sampler cached a tag for it)
         self.span: Any = None  # local roots only: the live span, for its name
         self.leaf_wall: Optional[Dict[CodeType, int]] = None  # local roots: leaf code -> wall ns
 
@@ -70,16 +79,28 @@ def set_ending_attributes(span: Any, attributes: Dict[str, AttributeValue]) -> b
 
     The specification says the span is still writable in OnEnding, but SDK 1.44-1.45 freeze
     it first (opentelemetry-python#5614). The exported span shares the attribute container, so
-    writing into it respects the limits and reaches every exporter; a full container is left
-    alone rather than evicting the application's own attributes.
+    writing into it reaches every exporter. The values are already in the SDK's cleaned form
+    (int, str, tuple of str), so they go in with one locked update (``__setitem__`` re-validates
+    each value and costs ~2 us apiece); the length limit is applied here, and a full container
+    is left alone rather than evicting the application's own attributes.
     """
     if span.is_recording():
         span.set_attributes(attributes)
         return True
     bounded = getattr(span, "_attributes", None)
-    if not isinstance(bounded, BoundedAttributes) or not hasattr(bounded, "_immutable"):
+    if not isinstance(bounded, BoundedAttributes):
         return False
     if bounded.maxlen is not None and len(bounded) + len(attributes) > bounded.maxlen:
+        return False
+    if bounded.max_value_len is not None:
+        attributes = {k: _fit(v, bounded.max_value_len) for k, v in attributes.items()}
+    store = getattr(bounded, "_dict", None)
+    lock = getattr(bounded, "_lock", None)
+    if isinstance(store, dict) and lock is not None:
+        with lock:
+            store.update(attributes)
+        return True
+    if not hasattr(bounded, "_immutable"):
         return False
     immutable = bounded._immutable
     bounded._immutable = False
@@ -89,6 +110,14 @@ def set_ending_attributes(span: Any, attributes: Dict[str, AttributeValue]) -> b
     finally:
         bounded._immutable = immutable
     return True
+
+
+def _fit(value: AttributeValue, max_length: int) -> AttributeValue:
+    if isinstance(value, str):
+        return value[:max_length]
+    if isinstance(value, tuple):
+        return tuple(v[:max_length] if isinstance(v, str) else v for v in value)
+    return value
 
 
 def describe(code: CodeType) -> str:
@@ -133,54 +162,64 @@ class SpanAccounting:
         span_id: int = span_context.span_id
         parent = span.parent
         if parent is None or parent.is_remote:
-            state = _SpanState(span_id)
-            state.span = span
-            state.leaf_wall = {}
+            root_id: Optional[int] = span_id
         else:
             parent_state = live.get(parent.span_id)
-            state = _SpanState(parent_state.root_id if parent_state is not None else None)
-        if self.span_attributes:
-            if get_running_loop() is None:
-                state.thread = threading.get_ident()
-                state.cpu_start_ns = self._thread_cpu_ns()
-            else:
-                # Other tasks run on this thread while the span waits: its thread CPU would
-                # include theirs, so the estimate comes from the samples taken in the span.
-                state.sampled_cpu_ns = 0
+            root_id = parent_state.root_id if parent_state is not None else None
+        if not self.span_attributes:
+            state = _SpanState(root_id, 0, -1)
+        elif get_running_loop() is None:
+            state = _SpanState(root_id, threading.get_ident(), self._thread_cpu_ns())
+        else:
+            # Other tasks run on this thread while the span waits: its thread CPU would
+            # include theirs, so the estimate comes from the samples taken in the span.
+            state = _SpanState(root_id, 0, -1)
+            state.sampled_cpu_ns = 0
+        if root_id == span_id:
+            state.span = span
+            state.leaf_wall = {}
         live[span_id] = state
 
     def on_ending(self, span: Any, writable: bool) -> None:
-        span_id: int = span.get_span_context().span_id
+        span_context = span.get_span_context()
+        span_id: int = span_context.span_id
         state = self._live.pop(span_id, None)
         if state is None:
+            if writable and span_context.trace_flags.sampled:
+                self._untracked_end(span, span_id)
             return
         attributes: Dict[str, AttributeValue] = {}
-        if self.span_attributes:
-            cpu = self._cpu_ns(state)
-            if cpu is not None:
-                attributes[CPU_TIME_ATTRIBUTE] = cpu
-                attributes[CPU_TIME_SOURCE_ATTRIBUTE] = (
-                    "sampled" if state.sampled_cpu_ns is not None else "thread_clock"
-                )
-                self._charge_parent(span, cpu)
+        if state.sampled_cpu_ns is not None:
+            attributes[CPU_TIME_ATTRIBUTE] = state.sampled_cpu_ns
+            attributes[CPU_TIME_SOURCE_ATTRIBUTE] = "sampled"
+            self._charge_parent(span, state.sampled_cpu_ns)
+        elif state.cpu_start_ns >= 0 and state.thread == threading.get_ident():
+            cpu = max(0, self._thread_cpu_ns() - state.cpu_start_ns)
+            attributes[CPU_TIME_ATTRIBUTE] = cpu
+            attributes[CPU_TIME_SOURCE_ATTRIBUTE] = "thread_clock"
+            self._charge_parent(span, cpu)
+        # (ended on another thread: no single thread clock covers it, so no CPU time)
         if state.span is not None:  # a local root
             if self.span_attributes and state.leaf_wall:
                 attributes[HOT_FUNCTIONS_ATTRIBUTE] = self._hot_functions(state.leaf_wall)
             if self.pyroscope_profile_id:
                 attributes[PYROSCOPE_PROFILE_ID_ATTRIBUTE] = f"{span_id:016x}"
-            if self.on_root_end is not None:
+            # Only a root some sample landed in needs an endpoint (most roots have none).
+            if state.leaf_wall and self.on_root_end is not None:
                 self.on_root_end(span_id, span)
         if attributes and writable and not set_ending_attributes(span, attributes):
             self.write_failures += 1
-        if self.on_span_end is not None:
+        if state.sampled and self.on_span_end is not None:
             self.on_span_end(span_id)
 
-    def _cpu_ns(self, state: _SpanState) -> Optional[int]:
-        if state.sampled_cpu_ns is not None:
-            return state.sampled_cpu_ns
-        if state.cpu_start_ns >= 0 and state.thread == threading.get_ident():
-            return max(0, self._thread_cpu_ns() - state.cpu_start_ns)
-        return None  # ended on another thread: no single thread clock covers it
+    def _untracked_end(self, span: Any, span_id: int) -> None:
+        # Started before the processor was attached (the SDK was set up after the profiler):
+        # no CPU or hot functions, but a local root still names the endpoint of its samples.
+        parent = span.parent
+        if (parent is None or parent.is_remote) and self.on_root_end is not None:
+            self.on_root_end(span_id, span)
+        if self.on_span_end is not None:
+            self.on_span_end(span_id)
 
     def _charge_parent(self, span: Any, cpu_ns: int) -> None:
         # An asyncio span's estimate covers its descendants too: its own samples were charged
@@ -191,7 +230,7 @@ class SpanAccounting:
             if parent_state is not None and parent_state.sampled_cpu_ns is not None:
                 parent_state.sampled_cpu_ns += cpu_ns
 
-    def _hot_functions(self, leaf_wall: Dict[CodeType, int]) -> List[str]:
+    def _hot_functions(self, leaf_wall: Dict[CodeType, int]) -> Tuple[str, ...]:
         ranked = sorted(leaf_wall.items(), key=lambda item: -item[1])[:HOT_FUNCTION_COUNT]
         names = []
         for code, _ in ranked:
@@ -201,7 +240,7 @@ class SpanAccounting:
                     self._descriptions.clear()
                 text = self._descriptions[code] = describe(code)
             names.append(text)
-        return names
+        return tuple(names)
 
     # -- read by the sampler and the collect step ------------------------------------------------
 
@@ -220,8 +259,10 @@ class SpanAccounting:
     ) -> None:
         live = self._live
         state = live.get(span_id)
-        if state is not None and state.sampled_cpu_ns is not None:
-            state.sampled_cpu_ns += cpu_ns
+        if state is not None:
+            state.sampled = True
+            if state.sampled_cpu_ns is not None:
+                state.sampled_cpu_ns += cpu_ns
         root_id = getattr(tag, "root_id", 0)
         root = live.get(root_id) if root_id else None
         if root is not None and leaf is not None:
@@ -250,6 +291,7 @@ class ProfilingSpanProcessor(SpanProcessor):
 
     def __init__(self) -> None:
         self.target: Optional[SpanAccounting] = None
+        self._ending_seen = False
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         target = self.target
@@ -260,6 +302,7 @@ class ProfilingSpanProcessor(SpanProcessor):
                 _log_once("on_start")
 
     def _on_ending(self, span: Any) -> None:
+        self._ending_seen = True
         target = self.target
         if target is not None:
             try:
@@ -271,7 +314,7 @@ class ProfilingSpanProcessor(SpanProcessor):
         # With an SDK that has no ``_on_ending`` the bookkeeping happens here (attributes can no
         # longer be added); otherwise ``_on_ending`` already consumed the span's state.
         target = self.target
-        if target is not None:
+        if target is not None and not self._ending_seen:
             try:
                 target.on_ending(span, writable=False)
             except Exception:

@@ -110,8 +110,9 @@ def main(argv: Sequence[str]) -> int:
     setup_tracing()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
     server = make_server("127.0.0.1", port, app, threaded=True)
-    # SIGTERM ends the process the normal way, so the SDK and the profiler flush at exit.
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    # SIGTERM and Ctrl-C end the process the normal way: the SDK and the profiler flush at exit.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"listening on http://127.0.0.1:{server.server_port}", flush=True)
     server.serve_forever()
     trace.get_tracer_provider().shutdown()  # type: ignore[attr-defined]

@@ -1,7 +1,10 @@
 """Which span each thread and asyncio task is in: written on context changes, read by the sampler.
 
 The sampler thread cannot read another thread's contextvars, so each thread writes its own entry
-whenever its current OpenTelemetry context changes; the sampler only does dictionary look-ups.
+whenever its current OpenTelemetry context changes. That write is kept to a few dictionary
+operations: it stores the span object itself. Turning a span into a sample tag (its link, local
+root, attributes) happens on the sampler thread, once per span, and only for spans that a sample
+actually lands in: most short spans never meet a sample.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ RootOf = Callable[[int], Optional[int]]
 
 
 class ActiveSpans:
-    """Per thread ident: the tag of the active span; per thread running a loop: that loop."""
+    """Per thread ident: the span current there; per thread running a loop: that loop."""
 
     def __init__(
         self,
@@ -41,9 +44,9 @@ class ActiveSpans:
         self.root_attribute = root_attribute
         self.root_of = root_of
         self.on_new_span = on_new_span
-        self._threads: Dict[int, SampleTag] = {}
+        self._threads: Dict[int, Any] = {}  # ident -> span object
         self._loops: Dict[int, AbstractEventLoop] = {}
-        self._tags: Dict[int, SpanTag] = {}  # span id -> tag, so a tag is built once per span
+        self._tags: Dict[int, SpanTag] = {}  # span id -> tag, built once per sampled span
         self.tasks = TaskSpans(self.tag_of_span, context_variable(), task_names)
 
     # -- written on the application's threads ---------------------------------------------------
@@ -51,7 +54,8 @@ class ActiveSpans:
     def record(self, context: Context) -> None:
         """``context`` just became current on the calling thread (the context hook's callback)."""
         span = context.get(SPAN_KEY)
-        tag = self.tag_of_span(span) if span is not None else None
+        if span is not None and self.on_new_span is not None:
+            self.on_new_span()
         ident = threading.get_ident()
         loop = get_running_loop()
         if loop is not None:
@@ -60,55 +64,13 @@ class ActiveSpans:
             task = current_task(loop)
             if task is not None:
                 if not self.tasks.read_context:
-                    self.tasks.record(task, tag)
+                    self.tasks.record(task, span)
                 return
             # A loop callback outside any task: it runs in the thread's own slot.
-        if tag is None:
+        if span is None:
             self._threads.pop(ident, None)
         else:
-            self._threads[ident] = tag
-
-    def tag_of_span(self, span: Any) -> Optional[SpanTag]:
-        """The tag of a sampled local span; None for remote, unsampled or invalid spans."""
-        try:
-            span_context = span.get_span_context()
-        except AttributeError:
-            return None
-        if span_context.is_remote or not span_context.trace_flags.sampled:
-            return None
-        tag = self._tags.get(span_context.span_id)
-        if tag is None:
-            tag = self._new_tag(span, span_context)
-        return tag
-
-    def _new_tag(self, span: Any, span_context: Any) -> SpanTag:
-        span_id: int = span_context.span_id
-        on_new_span = self.on_new_span
-        if on_new_span is not None:
-            on_new_span()
-        root = self.root_of(span_id) if self.root_of is not None else None
-        if root is None:
-            root = self._root_from_parent(span, span_id)
-        tag = span_tag(span_context.trace_id, span_id, root, self.link_to_root, self.root_attribute)
-        if len(self._tags) >= MAX_CACHED_TAGS:
-            self._tags.clear()  # only when no span processor removes ended spans: stay bounded
-        self._tags[span_id] = tag
-        return tag
-
-    def _root_from_parent(self, span: Any, span_id: int) -> Optional[int]:
-        parent: Any = getattr(span, "parent", _MISSING)
-        if parent is _MISSING:
-            return None  # not an SDK span: its parent is unknowable
-        if parent is None or parent.is_remote:
-            return span_id
-        if self.root_of is not None:
-            root = self.root_of(parent.span_id)
-            if root is not None:
-                return root
-        parent_tag = self._tags.get(parent.span_id)
-        if parent_tag is None or not parent_tag.root_id:
-            return None
-        return parent_tag.root_id
+            self._threads[ident] = span
 
     def saw_loop(self, loop: AbstractEventLoop) -> None:
         """``loop`` creates a task on the calling thread: it runs (or is about to run) here."""
@@ -119,10 +81,9 @@ class ActiveSpans:
         if owner is None or owner == ident:
             self._loops[ident] = loop
 
-    def creator_tag(self) -> Optional[SampleTag]:
-        """The tag of the span current on the calling thread (for tasks it creates)."""
-        span = current_context().get(SPAN_KEY)
-        return self.tag_of_span(span) if span is not None else None
+    def creator_span(self) -> Any:
+        """The span current on the calling thread (the one a task created here inherits)."""
+        return current_context().get(SPAN_KEY)
 
     def forget_span(self, span_id: int) -> None:
         """The span ended: its cached tag is no longer needed."""
@@ -140,9 +101,44 @@ class ActiveSpans:
                 if task is not None and getattr(loop, "_thread_id", ident) == ident:
                     return self.tasks.tag(task)
                 # The loop is idle in its selector, or runs a plain callback, or has stopped.
-            return self._threads.get(ident)
+            span = self._threads.get(ident)
+            return self.tag_of_span(span) if span is not None else None
         except Exception:  # an exception here would stop the sampler thread
             return None
+
+    def tag_of_span(self, span: Any) -> Optional[SpanTag]:
+        """The tag of a sampled local span; None for remote, unsampled or invalid spans."""
+        span_context = span.get_span_context()
+        tag = self._tags.get(span_context.span_id)
+        if tag is not None:
+            return tag
+        if span_context.is_remote or not span_context.trace_flags.sampled:
+            return None
+        span_id: int = span_context.span_id
+        root = self.root_of(span_id) if self.root_of is not None else None
+        if root is None:
+            root = self._root_from_parent(span, span_id)
+        tag = span_tag(span_context.trace_id, span_id, root, self.link_to_root, self.root_attribute)
+        if len(self._tags) >= MAX_CACHED_TAGS:
+            self._tags.clear()  # only when no span processor removes ended spans: stay bounded
+        self._tags[span_id] = tag
+        return tag
+
+    def _root_from_parent(self, span: Any, span_id: int) -> Optional[int]:
+        # Only for spans the span processor did not see start (it was attached later).
+        parent: Any = getattr(span, "parent", _MISSING)
+        if parent is _MISSING:
+            return None  # not an SDK span: its parent is unknowable
+        if parent is None or parent.is_remote:
+            return span_id
+        if self.root_of is not None:
+            root = self.root_of(parent.span_id)
+            if root is not None:
+                return root
+        parent_tag = self._tags.get(parent.span_id)
+        if parent_tag is None or not parent_tag.root_id:
+            return None
+        return parent_tag.root_id
 
     # -- upkeep (export thread) -------------------------------------------------------------------
 

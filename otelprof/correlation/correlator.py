@@ -90,7 +90,7 @@ class SpanCorrelator:
             return
         try:
             self._hook = context_hook.install(self.active.record)
-            self.active.tasks.hook_task_creation(self.active.creator_tag, self.active.saw_loop)
+            self.active.tasks.hook_task_creation(self.active.creator_span, self.active.saw_loop)
             # The thread starting the profiler may already be inside a span.
             self.active.record(context_hook.current_context())
             self.install_span_processor()

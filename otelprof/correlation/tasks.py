@@ -43,7 +43,7 @@ class TaskSpans:
         self._variable = variable
         self._names = names if names is not None and names.limit > 0 else None
         self.read_context = TASK_CONTEXT_READABLE and variable is not None
-        # id(task) -> [weak reference, tag]; the reference's callback drops the entry when the
+        # id(task) -> [weak reference, span]; the reference's callback drops the entry when the
         # task is freed, before its id can be reused.
         self._records: Dict[int, List[Any]] = {}
         self._named: Dict[Tuple[Optional[SampleTag], int, str], SampleTag] = {}
@@ -51,32 +51,32 @@ class TaskSpans:
 
     # -- written on the application's threads ---------------------------------------------------
 
-    def record(self, task: asyncio.Task[Any], tag: Optional[SampleTag]) -> None:
+    def record(self, task: asyncio.Task[Any], span: Any) -> None:
         """The span now current inside ``task`` (only needed when contexts can't be read)."""
         key = id(task)
         entry = self._records.get(key)
         if entry is not None:
-            entry[1] = tag
-        elif tag is not None:
+            entry[1] = span
+        elif span is not None:
             records = self._records
-            self._records[key] = [weakref.ref(task, lambda _ref: records.pop(key, None)), tag]
+            self._records[key] = [weakref.ref(task, lambda _ref: records.pop(key, None)), span]
 
-    def tag_of_context(self, context: Any) -> Optional[SampleTag]:
-        """The tag of the span current in a ``contextvars.Context`` (None when unreadable)."""
+    def span_of_context(self, context: Any) -> Any:
+        """The span current in a ``contextvars.Context`` (None when unreadable)."""
         if self._variable is None:
             return None
         otel = context.get(self._variable)
-        span = otel.get(SPAN_KEY) if otel is not None else None
-        return self._span_to_tag(span) if span is not None else None
+        return otel.get(SPAN_KEY) if otel is not None else None
 
     # -- read on the sampler thread --------------------------------------------------------------
 
     def tag(self, task: asyncio.Task[Any]) -> Optional[SampleTag]:
         if self.read_context:
-            base = self.tag_of_context(task.get_context())  # type: ignore[attr-defined]
+            span = self.span_of_context(task.get_context())  # type: ignore[attr-defined]
         else:
             entry = self._records.get(id(task))
-            base = entry[1] if entry is not None else None
+            span = entry[1] if entry is not None else None
+        base = self._span_to_tag(span) if span is not None else None
         names = self._names
         if names is None:
             return base
@@ -96,7 +96,7 @@ class TaskSpans:
 
     def hook_task_creation(
         self,
-        creator_tag: Callable[[], Optional[SampleTag]],
+        creator_span: Callable[[], Any],
         saw_loop: Callable[[Any], None],
     ) -> None:
         """Learn the loop of the creating thread and, before 3.12, the span a new task inherits."""
@@ -113,9 +113,9 @@ class TaskSpans:
                     saw_loop(loop)
                     if not spans.read_context:
                         context = kwargs.get("context")
-                        tag = creator_tag() if context is None else spans.tag_of_context(context)
-                        if tag is not None:
-                            spans.record(task, tag)
+                        span = creator_span() if context is None else spans.span_of_context(context)
+                        if span is not None:
+                            spans.record(task, span)
                 except Exception:  # never let bookkeeping break the application's task
                     pass
             return task

@@ -10,7 +10,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.context import Context
 
-from otelprof.correlation import SpanCorrelator, context_hook
+from otelprof.correlation import ENDPOINT_ATTRIBUTE, SpanCorrelator, context_hook
+from otelprof.samplers.stack import StackSampler
 from otelprof.spans import ProfilingSpanProcessor
 
 from .harness import Harness, link, link_of
@@ -73,9 +74,14 @@ def test_a_provider_set_after_start_gets_the_span_processor(monkeypatch: Any) ->
     try:
         assert correlator._processor is None
         current[0] = provider  # the application configures its SDK after the profiler started
+        sampler = StackSampler(tagger=correlator.tag, observer=correlator.observe)
         with harness.tracer.start_as_current_span("first"):
-            pass  # a new sampled span makes the correlator look for the provider again
+            # Its attach made the correlator look for the provider again (the span itself
+            # started before the processor was there).
+            sampler.sample_once()
         assert isinstance(correlator._processor, ProfilingSpanProcessor)
+        early = [s for s in correlator.collect(sampler.drain()).samples if s.tag is not None]
+        assert [dict(s.tag.attributes)[ENDPOINT_ATTRIBUTE] for s in early] == ["first"]
         assert correlator._processor.target is correlator.accounting
         with harness.tracer.start_as_current_span("second") as span:
             sample = [
@@ -89,8 +95,6 @@ def test_a_provider_set_after_start_gets_the_span_processor(monkeypatch: Any) ->
 
 
 def _tick(correlator: SpanCorrelator) -> List[Any]:
-    from otelprof.samplers.stack import StackSampler
-
     sampler = StackSampler(tagger=correlator.tag, observer=correlator.observe)
     sampler.sample_once()
     return list(sampler.drain().samples)

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
-from otelprof.correlation import LOCAL_ROOT_SPAN_ID_ATTRIBUTE
+from otelprof.correlation import LOCAL_ROOT_SPAN_ID_ATTRIBUTE, SpanTag
 from otelprof.spans import (
     CPU_TIME_ATTRIBUTE,
     CPU_TIME_SOURCE_ATTRIBUTE,
@@ -182,9 +182,11 @@ def test_without_on_ending_the_bookkeeping_still_happens_at_on_end() -> None:
     provider = TracerProvider()
     span = provider.get_tracer("t").start_span("root")
     processor.on_start(span)
+    span_id = span.get_span_context().span_id
+    accounting.observe(SpanTag(span_id=span_id, root_id=span_id), burn.__code__, 10, 10)
     span.end()
     processor.on_end(span)  # as an SDK without _on_ending would call it
-    assert ended == [span.get_span_context().span_id]
+    assert ended == [span_id]
     assert accounting.live_root(ended[0]) is None
 
 
