@@ -97,7 +97,7 @@ def heap_by_stack(snapshot: Any, stacks: StackCache) -> Heap:
 
     Reads the snapshot's raw trace tuples ``(domain, size, traceback, total_nframe)``: building
     ``Statistic`` and ``Traceback`` objects for every trace costs several times more. Within one
-    snapshot, equal tracebacks are one shared tuple, so grouping goes by identity first.
+    snapshot, equal tracebacks are equal tuples, which hash without allocating.
     """
     raw = getattr(getattr(snapshot, "traces", None), "_traces", None)
     if raw is None:  # a future tracemalloc without the raw list: the public, slower path
@@ -106,26 +106,31 @@ def heap_by_stack(snapshot: Any, stacks: StackCache) -> Heap:
              trace.traceback.total_nframe or len(trace.traceback))
             for trace in snapshot.traces
         ]  # fmt: skip
-    by_identity: Dict[int, List[Any]] = {}
+    # Under ``otelprof run --memory`` this runs while tracemalloc traces every allocation, this
+    # loop's too, so it allocates as little as it can: no id() ints, no running sums (each new
+    # int would be a traced allocation); sizes are collected per traceback and summed in C.
+    grouped: Dict[Any, List[int]] = {}
+    depths: Dict[Any, int] = {}
     for _domain, size, frames, total_nframe in raw:
-        entry = by_identity.get(id(frames))
-        if entry is None:
-            by_identity[id(frames)] = [frames, total_nframe, size, 1]
-        else:
-            entry[2] += size
-            entry[3] += 1
-    heap: Dict[Stack, List[int]] = {}
-    for frames, total_nframe, size, count in by_identity.values():
-        stack = stacks.stack(frames, total_nframe or len(frames))
+        sizes = grouped.get(frames)
+        if sizes is None:
+            grouped[frames] = sizes = []
+            depths[frames] = total_nframe
+        sizes.append(size)
+    # Stacks come out of the cache as shared objects: group by identity (hashing a stack
+    # would hash every frame in it, in Python).
+    heap: Dict[int, List[Any]] = {}
+    for frames, sizes in grouped.items():
+        stack = stacks.stack(frames, depths[frames] or len(frames))
         if stack is None:
             continue
-        totals = heap.get(stack)
+        totals = heap.get(id(stack))
         if totals is None:
-            heap[stack] = [size, count]
+            heap[id(stack)] = [stack, sum(sizes), len(sizes)]
         else:
-            totals[0] += size
-            totals[1] += count
-    return {stack: (size, count) for stack, (size, count) in heap.items()}
+            totals[1] += sum(sizes)
+            totals[2] += len(sizes)
+    return {stack: (size, count) for stack, size, count in heap.values()}
 
 
 def heap_difference(end: Heap, start: Heap) -> Heap:

@@ -149,9 +149,19 @@ def test_run_memory_reports_the_leaking_function(tmp_path: Path):
     script.write_text(
         textwrap.dedent(
             """\
+            import logging
+            import threading
             import time
 
             CACHE = []
+            reported = threading.Event()
+
+            class Watch(logging.Handler):
+                def emit(self, record):
+                    if "leak" in record.getMessage():
+                        reported.set()
+
+            logging.getLogger("otelprof").addHandler(Watch())
 
             def remember(request):
                 CACHE.append(("request", request, bytearray(4096)))
@@ -161,23 +171,25 @@ def test_run_memory_reports_the_leaking_function(tmp_path: Path):
                 remember(request)
                 return len(scratch)
 
-            deadline = time.monotonic() + 3.0
+            # Serve until the agent has reported the leak (or give up after a minute).
+            deadline = time.monotonic() + 60.0
             request = 0
-            while time.monotonic() < deadline:
+            while not reported.is_set() and time.monotonic() < deadline:
                 handle(request)
                 request += 1
-                time.sleep(0.001)
+                reported.wait(0.001)
             """
         )
     )
     out = tmp_path / "out"
-    env = _env(OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL="0.25")
+    env = _env(OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL="0.3")
     command = [sys.executable, "-m", "otelprof", "run", "--memory", "--output", str(out)]
-    result = _run([*command, "--", str(script)], env)
+    result = _run([*command, "--log-level", "warning", "--", str(script)], env)
     assert result.returncode == 0, result.stderr
     leak_lines = [line for line in result.stderr.splitlines() if "leak" in line]
     assert leak_lines, result.stderr
-    assert f"remember ({script}:6)" in leak_lines[0]
+    lineno = script.read_text().splitlines().index("def remember(request):") + 2
+    assert f"remember ({script}:{lineno})" in leak_lines[0]
     assert "/s" in leak_lines[0]
     assert not any("handle (" in line for line in leak_lines)
     records = _records(out)
