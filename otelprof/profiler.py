@@ -81,7 +81,11 @@ class Profiler:
             tagger=self.correlation.tag,
             observer=self.correlation.observe,
         )
-        self.windows = WindowManager(config, tagger=lambda: self.sampler.tagger)
+        self.windows = WindowManager(
+            config,
+            tagger=lambda: self.sampler.tagger,
+            span_to_tag=self.correlation.active.tag_of_span,  # windows' spans read as samples'
+        )
         self.processor = ExportProcessor(
             collect=self.collect,
             exporter=self.exporter,

@@ -20,7 +20,7 @@ from otelprof.windows.governor import AgentCpuMeter, OverheadGovernor, log_admis
 from otelprof.windows.handle import WindowHandle
 from otelprof.windows.leaks import LeakCandidate, LeakDetector, leak_profiles
 from otelprof.windows.memory import HeapObservation, MemoryEngine, StackCache
-from otelprof.windows.precise import PreciseEngine, WindowUnavailable
+from otelprof.windows.precise import PreciseEngine, SpanToTag, WindowUnavailable
 from otelprof.windows.scheduler import (
     KINDS,
     MEMORY,
@@ -57,12 +57,14 @@ class WindowManager:
         self,
         config: ProfilerConfig,
         tagger: Callable[[], Optional[Tagger]] = lambda: None,
+        span_to_tag: Optional[SpanToTag] = None,
         standalone: bool = False,
         clock: Callable[[], float] = time.monotonic,
         rng: Optional[random.Random] = None,
     ) -> None:
         self.config = config
         self.standalone = standalone
+        self.span_to_tag = span_to_tag
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self.governor = OverheadGovernor(config.overhead_budget, clock=clock)
@@ -223,7 +225,7 @@ class WindowManager:
     def _make_engine(self, kind: str, trigger: str) -> Engine:
         config = self.config
         if kind == PRECISE:
-            return PreciseEngine(config.precise_clock)
+            return PreciseEngine(config.precise_clock, span_to_tag=self.span_to_tag)
         cap_mib = config.memory_overhead_cap_mib
         if trigger == WHOLE_RUN and cap_mib == ProfilerConfig.memory_overhead_cap_mib:
             cap_mib = WHOLE_RUN_MEMORY_CAP_MIB

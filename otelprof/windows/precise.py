@@ -32,6 +32,9 @@ from otelprof.windows.names import AGENT_DIR
 
 _logger = logging.getLogger("otelprof")
 
+SpanToTag = Callable[[Any], Optional[SampleTag]]
+"""A span object -> the sample tag the stack sampler would give it (the span correlation's)."""
+
 CALLS = ValueType("calls", "count")
 PRECISE_PERIOD_NANOS = ValueType("precise", "nanoseconds")
 PRECISE_PERIOD_COUNT = ValueType("precise", "count")
@@ -65,15 +68,17 @@ class SpanTags:
 
     The callback runs inside the calling thread (or asyncio task), so it reads OpenTelemetry's
     current context directly: no cross-thread table is needed, and tasks sharing a thread each
-    get their own span. The tag is the 64-bit span id (0: no span); trace ids are remembered
-    on the side so that tags can become OTLP links afterwards.
+    get their own span. The tag is the 64-bit span id (0: no span); the span objects are kept
+    until the window closes so that tags become the same sample tags (link, local root) the
+    stack sampler gives (``span_to_tag``, the span correlation's), or plain links without it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, span_to_tag: Optional[SpanToTag] = None) -> None:
         from opentelemetry import trace
 
         self._get_current_span = trace.get_current_span
-        self._trace_ids: Dict[int, int] = {}
+        self._spans: Dict[int, Any] = {}
+        self._span_to_tag = span_to_tag
 
     @staticmethod
     def tracing_configured() -> bool:
@@ -87,17 +92,25 @@ class SpanTags:
         return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
 
     def __call__(self) -> int:
-        context = self._get_current_span().get_span_context()
-        span_id: int = context.span_id
-        if span_id and span_id not in self._trace_ids:
-            self._trace_ids[span_id] = context.trace_id
+        span = self._get_current_span()
+        span_id: int = span.get_span_context().span_id
+        if span_id and span_id not in self._spans:
+            self._spans[span_id] = span
         return span_id
 
     def sample_tag(self, tag: int) -> Optional[SampleTag]:
-        trace_id = self._trace_ids.get(tag)
-        if not tag or not trace_id:
+        span = self._spans.get(tag)
+        if span is None:
             return None
-        return SampleTag(link=SpanLink.from_ints(trace_id, tag))
+        if self._span_to_tag is not None:
+            try:
+                return self._span_to_tag(span)
+            except Exception:
+                _logger.debug("otelprof: span correlation failed for a precise window sample")
+        context = span.get_span_context()
+        if not context.trace_id:
+            return None
+        return SampleTag(link=SpanLink.from_ints(context.trace_id, context.span_id))
 
 
 ThreadLabels = Dict[int, Tuple[int, str]]
@@ -190,9 +203,15 @@ class PreciseEngine:
 
     kind = "precise"
 
-    def __init__(self, clock_type: str = "wall", tag_spans: bool = True) -> None:
+    def __init__(
+        self,
+        clock_type: str = "wall",
+        tag_spans: bool = True,
+        span_to_tag: Optional[SpanToTag] = None,
+    ) -> None:
         self.clock_type = clock_type
         self.tag_spans = tag_spans
+        self.span_to_tag = span_to_tag
         self._yappi: Any = None
         self._previous_clock: Optional[str] = None
         self._previous_thread_hook: Any = None
@@ -227,7 +246,7 @@ class PreciseEngine:
                 yappi.set_clock_type(self.clock_type)
             self._tags = None
             if self.tag_spans and sys.maxsize > 2**32 and SpanTags.tracing_configured():
-                self._tags = SpanTags()
+                self._tags = SpanTags(self.span_to_tag)
                 yappi.set_tag_callback(self._tags)
             # yappi names a context after the thread's class; ask the thread itself instead, once,
             # so threads that end before the window closes keep their name and native id.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import pytest
@@ -10,6 +11,7 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import otelprof
 from otelprof.config import resolve_config
+from otelprof.export.memory import InMemoryProfileExporter
 from otelprof.model import SampleTag, SpanLink
 from otelprof.windows import precise as precise_module
 from otelprof.windows.manager import WindowManager
@@ -184,3 +186,50 @@ def test_calls_without_a_profiled_caller_keep_a_one_frame_stack():
         ("helper",): 2_000_000,
         ("handler",): 1_000_000,
     }
+
+
+async def nap() -> None:
+    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.05)
+
+
+async def serve_three() -> None:
+    await asyncio.gather(nap(), nap(), nap())
+
+
+def test_coroutines_count_once_per_call_and_keep_their_awaited_wall_time():
+    with otelprof.precise(None) as window:
+        asyncio.run(serve_three())
+    assert window.wait(30) and window.error is None
+    calls = profile_of(window.profiles, "calls")
+    assert by_leaf(calls)["nap"] == 3  # not once per resumption
+    assert by_stack_names(calls)[("sleep", "nap")] == 6
+    wall = by_stack_names(profile_of(window.profiles, "wall"))
+    # Each coroutine's wall time includes its suspensions: 3 x 2 x 50 ms at least, though the
+    # three ran concurrently in about 100 ms.
+    assert wall[("sleep", "nap")] >= 3 * 2 * 50_000_000
+
+
+def test_with_a_profiler_precise_samples_carry_the_span_correlations_tags(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr(SpanTags, "tracing_configured", staticmethod(lambda: True))
+    tracer = TracerProvider().get_tracer("test")
+    exporter = InMemoryProfileExporter()
+    otelprof.start(exporter=exporter, export_interval_seconds=3600, precise_window_seconds=0)
+    try:
+        with otelprof.precise(None) as window:
+            with tracer.start_as_current_span("GET /root") as root:
+                with tracer.start_as_current_span("child") as child:
+                    fib(6)
+        assert window.wait(30) and window.error is None
+    finally:
+        otelprof.stop()
+    root_id = f"{root.get_span_context().span_id:016x}"
+    context = child.get_span_context()
+    calls = profile_of(window.profiles, "calls")
+    tagged = [s for s in calls.samples if s.stack[0].function == "fib"]
+    assert sum(s.value for s in tagged) == 25
+    assert {s.link for s in tagged} == {SpanLink.from_ints(context.trace_id, context.span_id)}
+    # The same local-root attribute the stack sampler's samples get from the correlation.
+    assert {dict(s.attributes).get("otelprof.local_root_span_id") for s in tagged} == {root_id}
