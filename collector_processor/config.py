@@ -12,7 +12,7 @@ import yaml
 from collector_processor.confparse import ConfigError, Node, join_path
 from collector_processor.exporter import config as exporter_config
 from collector_processor.extension import config as extension_config
-from collector_processor.overrides import apply_set, expand_env, merge
+from collector_processor.overrides import apply_set, check_shape, expand_env, merge
 from collector_processor.processor import config as processor_config
 from collector_processor.receiver import config as receiver_config
 
@@ -244,13 +244,18 @@ def load_config_files(paths: Sequence[str], overrides: Sequence[str] = ()) -> An
     merged: Dict[str, Any] = {}
     for path in paths:
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            text = Path(path).read_bytes().decode("utf-8")
         except OSError as exc:
             raise ConfigError("", f"cannot read config file {path}: {exc.strerror}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError("", f"{path}: not UTF-8 text (byte {exc.start})") from None
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ConfigError("", f"{path}: invalid YAML: {exc}") from exc
+        except RecursionError:
+            raise ConfigError("", f"{path}: invalid YAML: nested too deeply") from None
+        check_shape(document, path)
         if document is None:
             continue
         if not isinstance(document, dict):

@@ -10,10 +10,40 @@ import yaml
 
 from collector_processor.confparse import PATH_SEPARATOR, ConfigError
 
-__all__ = ["apply_set", "expand_env", "merge"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "apply_set", "check_shape", "expand_env", "merge"]
 
 _ENV_REFERENCE = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Far beyond any real configuration (a few levels, hundreds of values).
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+_INDEX = re.compile(r"[0-9]{1,9}")  # ASCII digits: str.isdigit() also accepts "²"
 _WHOLE_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
+
+
+def check_shape(document: Any, where: str) -> None:
+    """Refuse YAML that would blow up when walked: alias cycles, alias bombs, deep nesting.
+
+    YAML aliases share one object between places, so a small text can describe a cyclic or an
+    exponentially large tree; merging and ``${env:...}`` expansion walk every place.
+    """
+    budget = [MAX_NODES]
+
+    def walk(node: Any, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise ConfigError("", f"{where}: more than {MAX_NODES} values (YAML aliases?)")
+        if depth > MAX_DEPTH:
+            raise ConfigError(
+                "", f"{where}: nested deeper than {MAX_DEPTH} levels (a YAML alias cycle?)"
+            )
+        if isinstance(node, Mapping):
+            for item in node.values():
+                walk(item, depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, depth + 1)
+
+    walk(document, 0)
 
 
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
@@ -38,6 +68,9 @@ def apply_set(config: Mapping[str, Any], assignment: str) -> Dict[str, Any]:
         value = yaml.safe_load(value_text) if value_text else None
     except yaml.YAMLError as exc:
         raise ConfigError(path_text, f"--set value is not valid YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(path_text, "--set value is nested too deeply") from None
+    check_shape(value, f"--set {path_text}")
     result = dict(config)
     _assign(result, keys, value, path_text)
     return result
@@ -48,7 +81,7 @@ def _assign(
 ) -> None:
     key, rest = keys[0], keys[1:]
     if isinstance(container, list):
-        if not key.isdigit() or int(key) > len(container):
+        if not _INDEX.fullmatch(key) or int(key) > len(container):
             raise ConfigError(
                 path, f"--set: {key!r} is not a valid index for a list of {len(container)}"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -18,6 +19,7 @@ __all__ = [
 ]
 
 MIB = 1024 * 1024
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,8 @@ def default_config() -> OTLPReceiverConfig:
 def split_endpoint(endpoint: str, path: str) -> Tuple[str, int]:
     """``host:port`` (``[::1]:port``, ``:port`` = all interfaces) into a bindable pair."""
     host, sep, port_text = endpoint.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
         raise ConfigError(path, f'"{endpoint}" must be host:port')
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port_text)
