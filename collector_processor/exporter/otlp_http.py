@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import ssl
 import time
 from email.utils import parsedate_to_datetime
@@ -26,6 +27,7 @@ __all__ = ["OTLPHttpExporter", "parse_retry_after"]
 # As the OTLP/HTTP spec and the Collector's otlphttpexporter.
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 MAX_ERROR_BODY_BYTES = 64 * 1024
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
@@ -33,13 +35,15 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    # ASCII digits only: str.isdigit() also accepts "²", which float() refuses, and a bad
+    # header must never turn a retryable answer into a dropped request.
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
 
 
 def _error_message(body: bytes, content_type: str) -> str:
