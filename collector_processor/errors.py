@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import Optional
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "RefusedError",
     "RetryableError",
     "ShutdownError",
+    "describe_exception",
 ]
 
 
@@ -39,3 +41,17 @@ class RetryableError(Exception):
 
 class ShutdownError(Exception):
     """The service stopped before the request could be sent; it stays queued if durable."""
+
+
+def describe_exception(exc: BaseException) -> str:
+    """``TypeName at file.py:123 in function``: where a bug struck, without its message.
+
+    Exception messages can quote the data being handled (a ``KeyError`` holds the missing
+    key), and request contents must never reach the logs.
+    """
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return type(exc).__name__
+    last = frames[-1]
+    filename = last.filename.rsplit("/", 2)
+    return f"{type(exc).__name__} at {'/'.join(filename[-2:])}:{last.lineno} in {last.name}"

@@ -5,6 +5,13 @@ and runs them in a single transaction (group commit), so many concurrent request
 fsync. A caller's future resolves only after COMMIT returned, i.e. after the data is on disk
 (``synchronous=FULL``; ``fsync: false`` selects ``NORMAL``, which survives a crash of the
 process but not of the machine). A lock file keeps a second service off the same directory.
+
+A full disk must not wedge the queue: a delete (after a send) and a checkpoint (moving the WAL
+into the database) need free space too. So the WAL is kept small (checkpointed and truncated
+past ``wal_limit``), inserts are refused with :class:`StorageFull` while free space would fall
+below a headroom of twice that limit, and a failed batch is retried op by op so that reads and
+deletes never fail because an insert next to them did. Files are created owner-only (0600,
+directory 0700): they hold profile data.
 """
 
 from __future__ import annotations
@@ -23,17 +30,24 @@ from typing import Any, Callable, List, Optional, Tuple
 
 from collector_processor.extension.config import FileStorageConfig
 
-__all__ = ["DATABASE_NAME", "FileStorage", "StorageError"]
+__all__ = ["DATABASE_NAME", "FileStorage", "StorageError", "StorageFull"]
 
 logger = logging.getLogger(__name__)
 
 DATABASE_NAME = "otelprof_queue.sqlite"
 LOCK_NAME = "otelprof_queue.lock"
 MAX_BATCH = 512
+# The WAL limit scales with the file system (a 1 MiB tmpfs in tests, terabytes in production).
+MAX_WAL_LIMIT_BYTES = 4 * 1024 * 1024
+MIN_WAL_LIMIT_BYTES = 64 * 1024
 
 
 class StorageError(Exception):
     """The storage could not be opened or written."""
+
+
+class StorageFull(StorageError):
+    """Not enough free disk space to store a request and still be able to delete and checkpoint."""
 
 
 @dataclass
@@ -62,6 +76,9 @@ class FileStorage:
         self._connection: Optional[sqlite3.Connection] = None
         self._lock_fd: Optional[int] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.wal_limit_bytes = MAX_WAL_LIMIT_BYTES
+        self._page_size = 4096
+        self._full = False  # last verdict of the space check, to log only its changes
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -72,7 +89,7 @@ class FileStorage:
                     f'file_storage "{self.name}": directory {directory} does not exist '
                     "(create it or set create_directory: true)"
                 )
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -82,6 +99,8 @@ class FileStorage:
             raise StorageError(
                 f'file_storage "{self.name}": {directory} is in use by another otelprof-collector'
             ) from exc
+        # Owner-only before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
         self._connection = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False
@@ -89,6 +108,14 @@ class FileStorage:
         self._connection.execute("PRAGMA journal_mode=WAL")
         sync = "FULL" if self.config.fsync else "NORMAL"
         self._connection.execute(f"PRAGMA synchronous={sync}")
+        stat = os.statvfs(directory)
+        self.wal_limit_bytes = min(
+            max(stat.f_blocks * stat.f_frsize // 16, MIN_WAL_LIMIT_BYTES), MAX_WAL_LIMIT_BYTES
+        )
+        self._page_size = int(self._connection.execute("PRAGMA page_size").fetchone()[0])
+        pages = max(self.wal_limit_bytes // self._page_size, 1)
+        self._connection.execute(f"PRAGMA wal_autocheckpoint={pages}")
+        self._connection.execute(f"PRAGMA journal_size_limit={self.wal_limit_bytes}")
         self._loop = loop
 
     def close(self) -> None:
@@ -151,7 +178,9 @@ class FileStorage:
             if first is None:
                 break
             batch = [first]
-            while len(batch) < MAX_BATCH:
+            # A batch's inserts all sit in the WAL until it commits: bound their bytes too.
+            batch_bytes = _insert_bytes(first)
+            while len(batch) < MAX_BATCH and batch_bytes < self.wal_limit_bytes:
                 try:
                     op = self._ops.get_nowait()
                 except queue.Empty:
@@ -160,24 +189,69 @@ class FileStorage:
                     stopping = True
                     break
                 batch.append(op)
+                batch_bytes += _insert_bytes(op)
             self._execute(batch)
 
-    def _execute(self, batch: List[_Op]) -> None:
+    def _space_error(self, insert_bytes: int) -> Optional[StorageError]:
+        """StorageFull if writing ``insert_bytes`` would eat the headroom deletes need."""
+        if not insert_bytes:
+            return None
         connection = self._connection
         assert connection is not None
-        error: Optional[BaseException] = None
+        try:
+            stat = os.statvfs(self.path.parent)
+            free = stat.f_bavail * stat.f_frsize
+            # Pages freed by deletes are reused by inserts at checkpoint time.
+            reusable = int(connection.execute("PRAGMA freelist_count").fetchone()[0])
+        except (OSError, sqlite3.Error):
+            return None  # cannot tell: let SQLite try
+        headroom = 2 * self.wal_limit_bytes
+        full = free < headroom or free + reusable * self._page_size < insert_bytes + headroom
+        if full != self._full:
+            self._full = full
+            logger.warning(
+                'file_storage "%s": %d KiB free in %s: %s',
+                self.name,
+                free // 1024,
+                self.path.parent,
+                "refusing new requests until space frees" if full else "accepting again",
+            )
+        if full:
+            return StorageFull(
+                f'file_storage "{self.name}": not enough free disk space for the persistent queue'
+            )
+        return None
+
+    def _transaction(self, ops: List[_Op]) -> Optional[StorageError]:
+        connection = self._connection
+        assert connection is not None
         try:
             connection.execute("BEGIN IMMEDIATE")
-            for op in batch:
+            for op in ops:
                 op.result = self._apply(connection, op)
             connection.execute("COMMIT")
         except sqlite3.Error as exc:
-            logger.error('file_storage "%s": transaction failed: %s', self.name, exc)
-            error = StorageError(f'file_storage "{self.name}": {exc}')
             with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
+            return StorageError(f'file_storage "{self.name}": {exc}')
+        return None
+
+    def _execute(self, batch: List[_Op]) -> None:
+        results: List[Tuple[_Op, Optional[BaseException]]] = []
+        space_error = self._space_error(sum(map(_insert_bytes, batch)))
+        if space_error is not None:
+            results = [(op, space_error) for op in batch if op.kind == "insert"]
+            batch = [op for op in batch if op.kind != "insert"]
+        if batch:
+            error = self._transaction(batch)
+            if error is None:
+                results.extend((op, None) for op in batch)
+            else:
+                # One failing op must not fail its neighbours (a read next to an insert on a
+                # full disk): retry each alone.
+                logger.error('file_storage "%s": transaction failed: %s', self.name, error)
+                results.extend((op, self._transaction([op])) for op in batch)
         assert self._loop is not None
-        results: List[Tuple[_Op, Optional[BaseException]]] = [(op, error) for op in batch]
         # RuntimeError: the loop is closed, nobody is waiting any more.
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(_resolve, results)
@@ -195,6 +269,10 @@ class FileStorage:
             return bytes(row[0]) if row else None
         connection.execute(f"DELETE FROM {name} WHERE id = ?", (op.arg,))
         return None
+
+
+def _insert_bytes(op: _Op) -> int:
+    return len(op.arg) if op.kind == "insert" else 0
 
 
 def _resolve(results: List[Tuple[_Op, Optional[BaseException]]]) -> None:

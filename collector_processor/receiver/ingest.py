@@ -24,7 +24,9 @@ from collector_processor.errors import (
     RefusedError,
     RetryableError,
     ShutdownError,
+    describe_exception,
 )
+from collector_processor.extension.file_storage import StorageError
 from collector_processor.normalize import resolve_string_references
 from collector_processor.pipeline import Fanout
 from collector_processor.telemetry import Metrics
@@ -120,8 +122,13 @@ class Ingest:
             return self._count_refused(Result(Outcome.REFUSED, str(exc), exc.retry_after_seconds))
         except (RetryableError, ShutdownError) as exc:
             return self._count_refused(Result(Outcome.REFUSED, str(exc)))
+        except StorageError as exc:
+            # Disk full or unwritable: nothing was accepted, the client retries later.
+            return self._count_refused(Result(Outcome.REFUSED, str(exc)))
         except Exception as exc:
-            logger.exception("receiver %s: request failed", self.receiver_id)
+            logger.error(
+                "receiver %s: request failed: %s", self.receiver_id, describe_exception(exc)
+            )
             return self._count_refused(
                 Result(Outcome.REFUSED, f"internal error: {type(exc).__name__}")
             )

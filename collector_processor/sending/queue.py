@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from dataclasses import dataclass
 from typing import Deque, Optional, Union
 
-from collector_processor.extension.file_storage import FileStorage
+from collector_processor.extension.file_storage import FileStorage, StorageError
 
 __all__ = ["MemoryQueue", "PersistentQueue", "QueueItem", "SendingQueue"]
+
+logger = logging.getLogger(__name__)
+
+DELETE_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -145,17 +150,29 @@ class PersistentQueue(_Bounded):
     async def get(self) -> Optional[QueueItem]:
         while await self._wait():
             item_id = self._ids.popleft()
-            payload = await self.storage.read(self.table, item_id)
+            try:
+                payload = await self.storage.read(self.table, item_id)
+            except BaseException:
+                self._ids.appendleft(item_id)  # still stored: read it again later
+                raise
             if payload is not None:
                 return QueueItem(item_id, payload)
             self._stored -= 1  # the row vanished (edited by hand?): nothing to send
         return None
 
     async def ack(self, item: QueueItem) -> None:
-        try:
-            await self.storage.delete(self.table, item.id)
-        finally:
+        """Delete a sent item; its slot stays taken until the row is really gone."""
+        while True:
+            try:
+                await self.storage.delete(self.table, item.id)
+            except StorageError:
+                # A full or failing disk: keep trying (the row would be sent again after a
+                # restart otherwise, and its space never freed). Cancellation ends the wait.
+                logger.warning("queue %s: cannot delete a sent request yet, retrying", self.table)
+                await asyncio.sleep(DELETE_RETRY_SECONDS)
+                continue
             self._stored -= 1
+            return
 
     def pending(self) -> int:
         return len(self._ids)

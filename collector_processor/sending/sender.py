@@ -7,7 +7,13 @@ import logging
 import time
 from typing import List, Optional, Protocol
 
-from collector_processor.errors import PermanentError, RefusedError, RetryableError, ShutdownError
+from collector_processor.errors import (
+    PermanentError,
+    RefusedError,
+    RetryableError,
+    ShutdownError,
+    describe_exception,
+)
 from collector_processor.exporter.config import SendingSettings
 from collector_processor.sending.queue import QueueItem, SendingQueue
 from collector_processor.sending.retry import send_with_retry
@@ -154,8 +160,12 @@ class ExporterSender:
             if not self.queue.durable:
                 self._dropped.inc(exporter=self.id)
             raise
-        except Exception:  # never let a bug kill a consumer silently
-            logger.exception('exporter "%s": unexpected error, dropping request', self.id)
+        except Exception as exc:  # never let a bug kill a consumer silently
+            logger.error(
+                'exporter "%s": unexpected error, dropping request: %s',
+                self.id,
+                describe_exception(exc),
+            )
             self._failed.inc(exporter=self.id)
         try:
             await self.queue.ack(item)
