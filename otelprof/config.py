@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
 
@@ -19,6 +20,7 @@ COMPRESSIONS = ("none", "gzip")
 DEFAULT_GRPC_ENDPOINT = "http://localhost:4317"
 DEFAULT_HTTP_ENDPOINT = "http://localhost:4318"
 HTTP_PROFILES_PATH = "/v1development/profiles"
+_SCHEMES = ("http://", "https://")
 
 
 class ConfigError(ValueError):
@@ -87,7 +89,7 @@ class ProfilerConfig:
 
     def replace(self, **changes: object) -> ProfilerConfig:
         """Return a copy with ``changes`` applied and validated."""
-        new = dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        new = dataclasses.replace(self, **_check_types(changes))
         validate(new)
         return new
 
@@ -113,6 +115,66 @@ _RANGES: Dict[str, tuple[float, float]] = {
 }
 
 
+_INT_SETTINGS = frozenset(
+    {
+        "max_stack_depth",
+        "queue_size",
+        "memory_traceback_depth",
+        "leak_min_windows",
+        "max_endpoints",
+        "max_task_names",
+    }
+)
+_TEXT_SETTINGS = frozenset(
+    {"protocol", "endpoint", "compression", "service_name", "precise_clock", "whole_run"}
+    | {"window_signal"}
+)
+_PATH_SETTINGS = frozenset(
+    {"output_dir", "certificate_file", "client_key_file", "client_certificate_file"}
+)
+_FLAG_SETTINGS = frozenset({"insecure", "gc_profiling", "span_attributes", "pyroscope_profile_id"})
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_types(explicit: Mapping[str, Any]) -> Dict[str, Any]:
+    """Raise ConfigError for an explicit argument of the wrong type, before anything reads it.
+
+    Path-like values of file and directory settings become strings.
+    """
+    checked = dict(explicit)
+    for name, given in explicit.items():
+        value = given
+        if name in _PATH_SETTINGS and isinstance(given, os.PathLike):
+            value = checked[name] = os.fspath(given)
+        if name in _TEXT_SETTINGS or name in _PATH_SETTINGS:
+            expected, ok = "a string", isinstance(value, str)
+        elif name in _FLAG_SETTINGS:
+            expected, ok = "true or false", isinstance(value, bool)
+        elif name in _RANGES or name == "timeout_seconds":
+            expected, ok = "a number", _is_number(value)
+            if ok and name in _INT_SETTINGS:
+                expected, ok = "a whole number", isinstance(value, int)
+        elif name == "resource_attributes":
+            expected = "a mapping of strings to strings"
+            ok = isinstance(value, Mapping) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            )
+        elif name == "headers":
+            expected = "a mapping or 'k1=v1,k2=v2'"
+            ok = isinstance(value, str) or (
+                isinstance(value, Mapping)
+                and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+            )
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{name} must be {expected}, got {value!r}")
+    return checked
+
+
 def validate(config: ProfilerConfig) -> None:
     """Raise :class:`ConfigError` naming the first setting that is out of range."""
     for name, (low, high) in _RANGES.items():
@@ -121,6 +183,14 @@ def validate(config: ProfilerConfig) -> None:
             raise ConfigError(f"{name} must be a number, got {value!r}")
         if not low <= value <= high:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
+        if name in _INT_SETTINGS and not isinstance(value, int):
+            raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not isinstance(config.gc_profiling, bool):
+        raise ConfigError(f"gc_profiling must be true or false, got {config.gc_profiling!r}")
+    for key, value in config.exporter.headers.items():
+        problem = header_problem(key, value)
+        if problem is not None:
+            raise ConfigError(f"header {key!r} cannot be sent: {problem}")
     _validate_windows(config)
     _validate_correlation(config)
     exporter = config.exporter
@@ -136,7 +206,7 @@ def validate(config: ProfilerConfig) -> None:
         raise ConfigError(
             f"timeout must be between 0 and 600 seconds, got {exporter.timeout_seconds!r}"
         )
-    if not exporter.endpoint.startswith(("http://", "https://")):
+    if not exporter.endpoint.startswith(_SCHEMES):
         raise ConfigError(
             f"endpoint must start with http:// or https://, got {exporter.endpoint!r}"
         )
@@ -189,8 +259,27 @@ def _otlp_env(environ: Mapping[str, str], suffix: str) -> tuple[str, Optional[st
     return "", None
 
 
+# What both transports can send: gRPC metadata keys are [0-9a-z_.-] (a subset of HTTP's token
+# characters) and text values printable ASCII; HTTP also refuses leading spaces and CR/LF.
+# One unsendable header would otherwise fail every export, all profiles lost.
+_HEADER_NAME = re.compile(r"[0-9a-z_.-]+")
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e][\x20-\x7e]*)?")
+
+
+def header_problem(key: object, value: object) -> Optional[str]:
+    """Why ``key: value`` cannot be sent as an OTLP header (gRPC and HTTP), or None."""
+    if not isinstance(key, str) or not _HEADER_NAME.fullmatch(key):
+        return "names are lowercase letters, digits, '-', '_' or '.'"
+    if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+        return "values must be printable ASCII once URL-decoded"
+    return None
+
+
 def parse_headers(raw: str) -> Dict[str, str]:
-    """Parse ``k1=v1,k2=v2`` (values URL-decoded, as the OTLP spec says); skip malformed pairs."""
+    """Parse ``k1=v1,k2=v2`` (values URL-decoded, as the OTLP spec says); skip malformed pairs.
+
+    Warnings name the header but never show a value: it is often a credential.
+    """
     from urllib.parse import unquote
 
     headers: Dict[str, str] = {}
@@ -201,10 +290,16 @@ def parse_headers(raw: str) -> Dict[str, str]:
         key = unquote(key.strip()).lower()
         if not sep or not key:
             _logger.warning(
-                "otelprof: ignoring malformed OTLP header %r (expected key=value)", pair
+                "otelprof: ignoring malformed OTLP header %r (expected key=value)",
+                pair.split(":")[0].strip()[:40],
             )
             continue
-        headers[key] = unquote(value.strip())
+        value = unquote(value.strip()).strip()
+        problem = header_problem(key, value)
+        if problem is not None:
+            _logger.warning("otelprof: ignoring OTLP header %r: %s", key[:40], problem)
+            continue
+        headers[key] = value
     return headers
 
 
@@ -260,17 +355,20 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
     if endpoint is None:
         specific = environ.get("OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT", "").strip()
         generic = environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-        if specific:
-            endpoint = specific
-        elif generic:
+        from_env = specific
+        if not specific and generic:
             # The generic endpoint is a base URL: HTTP appends the signal's path.
-            endpoint = generic.rstrip("/") + HTTP_PROFILES_PATH if protocol != "grpc" else generic
-        else:
-            endpoint = (
-                DEFAULT_GRPC_ENDPOINT
-                if protocol == "grpc"
-                else DEFAULT_HTTP_ENDPOINT + HTTP_PROFILES_PATH
-            )
+            from_env = generic.rstrip("/") + HTTP_PROFILES_PATH if protocol != "grpc" else generic
+        endpoint = (
+            DEFAULT_GRPC_ENDPOINT
+            if protocol == "grpc"
+            else DEFAULT_HTTP_ENDPOINT + HTTP_PROFILES_PATH
+        )
+        if "://" in from_env and not from_env.startswith(_SCHEMES):
+            name = f"OTEL_EXPORTER_OTLP_{'PROFILES_' if specific else ''}ENDPOINT"
+            _warn_bad(name, specific or generic, "the scheme must be http or https", endpoint)
+        elif from_env:
+            endpoint = from_env
     elif protocol != "grpc" and isinstance(endpoint, str) and _is_base_url(endpoint):
         # An explicit base URL such as http://collector:4318 means the standard profiles path;
         # a URL with a path of its own (a gateway's) is used as given.
@@ -329,7 +427,8 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
     return ExporterConfig(
         protocol=str(protocol),
         endpoint=str(endpoint),
-        headers=dict(headers),
+        # Header names are case-insensitive; gRPC metadata wants them in lowercase.
+        headers={str(key).lower(): value for key, value in dict(headers).items()},
         timeout_seconds=float(timeout),  # type: ignore[arg-type]
         compression=str(compression),
         insecure=insecure if isinstance(insecure, bool) else None,
@@ -363,6 +462,7 @@ def resolve_config(environ: Optional[Mapping[str, str]] = None, **explicit: Any)
     unknown = set(explicit) - _EXPORTER_KEYS - {f.name for f in dataclasses.fields(ProfilerConfig)}
     if unknown:
         raise ConfigError(f"unknown configuration argument(s): {', '.join(sorted(unknown))}")
+    explicit = _check_types(explicit)
     default = ProfilerConfig()
     exporter = _resolve_exporter(env, {k: v for k, v in explicit.items() if k in _EXPORTER_KEYS})
 

@@ -77,8 +77,13 @@ class OTLPGrpcProfileExporter:
         self._target = parsed.netloc or parsed.path
         self._use_tls = config.use_tls
         self._config = config
-        # gRPC metadata keys must be lowercase ASCII.
-        self._metadata = tuple((key.lower(), value) for key, value in config.headers.items())
+        # gRPC metadata keys must be lowercase ASCII. A ``-bin`` key carries bytes (gRPC sends
+        # them base64-encoded): the text's UTF-8 here, as the Collector's Go exporter does;
+        # a str there fails every export.
+        self._metadata = tuple(
+            (key.lower(), value.encode() if key.lower().endswith("-bin") else value)
+            for key, value in config.headers.items()
+        )
         self._compression = (
             grpc.Compression.Gzip
             if config.compression == "gzip"
