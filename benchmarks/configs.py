@@ -102,6 +102,20 @@ OTELPROF = Config(
     read=_otelprof_read,
 )
 
+# The always-on sampler alone: scheduled precise and memory windows off (they open at random
+# offsets, so a 20 s run catches one only sometimes; issue 4's benchmark measures them).
+OTELPROF_NO_WINDOWS = Config(
+    name="otelprof-no-windows",
+    description="otelprof run at its defaults but with the scheduled yappi/tracemalloc windows off",
+    argv=OTELPROF.argv,
+    env=lambda ctx: {
+        "OTEL_PYTHON_PROFILER_PRECISE_WINDOW": "0",
+        "OTEL_PYTHON_PROFILER_MEMORY_WINDOW": "0",
+    },
+    missing=_otelprof_missing,
+    read=_otelprof_read,
+)
+
 # --- py-spy (out of process) ------------------------------------------------------------------
 
 
@@ -209,8 +223,18 @@ DDTRACE = Config(
 
 CONFIGS: Dict[str, Config] = {
     c.name: c
-    for c in (BARE, OTELPROF, PYSPY, PYROSCOPE, PYINSTRUMENT, YAPPI_WALL, YAPPI_CPU, DDTRACE)
+    for c in (
+        BARE,
+        OTELPROF,
+        OTELPROF_NO_WINDOWS,
+        PYSPY,
+        PYROSCOPE,
+        PYINSTRUMENT,
+        YAPPI_WALL,
+        YAPPI_CPU,
+        DDTRACE,
+    )
 }
 # What `run_all.py` runs unless told otherwise: the agent and the peers the targets name.
-DEFAULT_OVERHEAD = ("bare", "otelprof", "py-spy", "pyroscope-io")
+DEFAULT_OVERHEAD = ("bare", "otelprof", "otelprof-no-windows", "py-spy", "pyroscope-io")
 DEFAULT_ACCURACY = ("otelprof", "py-spy", "pyroscope-io")

@@ -9,9 +9,12 @@ round) so slow drifts in machine load hit every configuration alike.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -25,6 +28,7 @@ from benchmarks.capture_server import CaptureServer
 from benchmarks.configs import Config, RunContext
 
 RESULT_ENV = "OTELPROF_BENCH_RESULT"
+PR_SET_CHILD_SUBREAPER = 36
 WORKLOADS_DIR = Path(__file__).resolve().parent / "workloads"
 
 
@@ -70,6 +74,7 @@ def run_once(
     capture: Optional[CaptureServer],
     python: str,
     keep_dir: Optional[Path] = None,
+    base_env: Optional[Dict[str, str]] = None,
 ) -> Run:
     """Run ``workload`` once under ``config``; never raises for a failed run."""
     run = Run(workload=workload.name, config=config.name, mode=mode, round=round_number)
@@ -78,6 +83,7 @@ def run_once(
     ctx = RunContext(python, workload.argv(), out_dir, mode, run_id, capture)
     result_path = out_dir / "result.json"
     env = dict(os.environ)
+    env.update(base_env or {})
     env.update(config.env(ctx))
     env[RESULT_ENV] = str(result_path)
     try:
@@ -106,17 +112,19 @@ def _measure(
     log_path = ctx.out_dir / "output.log"
     started = time.perf_counter()
     with log_path.open("wb") as log:
-        child = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         # A hung run is killed well after any plausible duration (tracing peers run ~40x slower).
-        killer = threading.Timer(expected_seconds * 60 + 120, child.kill)
+        killer = threading.Timer(expected_seconds * 60 + 120, lambda: _kill_group(child.pid))
         killer.start()
         try:
             _, status, usage = os.wait4(child.pid, 0)
+            total = usage.ru_utime + usage.ru_stime + _reap_orphans()
         finally:
             killer.cancel()
         child.returncode = os.waitstatus_to_exitcode(status)
     run.elapsed = time.perf_counter() - started
-    total = usage.ru_utime + usage.ru_stime
     if child.returncode != 0 or not result_path.exists():
         tail = log_path.read_text(errors="replace")[-600:].strip()
         run.error = f"exit {child.returncode}: {tail}"
@@ -132,8 +140,38 @@ def _measure(
     )
     run.extra = dict(report.get("extra", {}))
     run.extra["background_threads"] = report["background_threads"]
+    run.extra["background_by_thread"] = report.get("background_by_thread", {})
     run.ok = True
     return run
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux): a launcher that exits without reaping its child.
+
+    py-spy sometimes exits without waiting for the program it ran; that program's CPU then
+    never reaches py-spy's rusage. As a subreaper the harness inherits and reaps it itself.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans() -> float:
+    """Wait for every remaining child (adopted orphans); the CPU they used, in seconds."""
+    spent = 0.0
+    while True:
+        try:
+            _, _, usage = os.wait4(-1, 0)
+        except ChildProcessError:
+            return spent
+        spent += usage.ru_utime + usage.ru_stime
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
 
 
 def interleave(
@@ -145,13 +183,14 @@ def interleave(
     python: str,
     progress: Optional[Any] = None,
     keep_dir: Optional[Path] = None,
+    base_env: Optional[Dict[str, str]] = None,
 ) -> List[Run]:
     """``rounds`` rounds; each runs every configuration once, the order rotated per round."""
     runs: List[Run] = []
     for number in range(rounds):
         shift = number % len(configs)
         for config in [*configs[shift:], *configs[:shift]]:
-            run = run_once(workload, config, mode, number, capture, python, keep_dir)
+            run = run_once(workload, config, mode, number, capture, python, keep_dir, base_env)
             runs.append(run)
             if progress is not None:
                 progress(run)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import json
 import os
 import platform
+import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -23,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
 from benchmarks import configs as configs_module
 from benchmarks import report
 from benchmarks.capture_server import CaptureServer
-from benchmarks.harness import Run, Workload, interleave, runs_to_json
+from benchmarks.harness import Run, Workload, become_subreaper, interleave, runs_to_json
 from benchmarks.verdict import verdicts
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -62,6 +66,38 @@ def machine() -> Dict[str, Any]:
         "cpu_model": model,
         "loadavg_start": os.getloadavg(),
     }
+
+
+def otelprof_source(rev: str | None) -> Dict[str, Any]:
+    """Which otelprof the runs use; with ``rev``, a pinned copy of that commit's package.
+
+    Other people keep editing the work tree while a 30-minute benchmark runs; a pinned copy
+    (first on PYTHONPATH, so `python -m otelprof` and the profiled child both import it) keeps
+    every otelprof run on the same code.
+    """
+    repo = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, check=False)
+        return done.stdout.decode().strip()
+
+    if rev is None:
+        dirty = bool(git("status", "--porcelain", "--", "otelprof"))
+        return {"commit": git("rev-parse", "HEAD"), "work_tree_dirty": dirty, "env": {}}
+    commit = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    if not commit:
+        sys.exit(f"--otelprof-at: no such commit {rev!r}")
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", commit, "otelprof"], capture_output=True, check=True
+    ).stdout
+    pinned = tempfile.mkdtemp(prefix=f"otelprof-{commit[:10]}-")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        if hasattr(tarfile, "data_filter"):  # 3.12+ (and late 3.9-3.11 patch releases)
+            tar.extractall(pinned, filter="data")
+        else:
+            tar.extractall(pinned)  # our own repository's archive
+    path = os.pathsep.join(p for p in (pinned, os.environ.get("PYTHONPATH", "")) if p)
+    return {"commit": commit, "pinned_copy": pinned, "env": {"PYTHONPATH": path}}
 
 
 def _select(names: str, default: Sequence[str]) -> List[str]:
@@ -104,6 +140,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", choices=("overhead", "accuracy"))
     parser.add_argument("--workloads", help="comma-separated subset of workload names")
     parser.add_argument("--keep", type=Path, help="keep every run's output under this directory")
+    parser.add_argument(
+        "--otelprof-at", metavar="REV", help="run otelprof as of this git commit (a pinned copy)"
+    )
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 5)
     accuracy_rounds = args.accuracy_rounds or (1 if args.quick else 3)
@@ -118,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, reason in sorted(missing.items()):
         print(f"{name}: not available ({reason})", file=sys.stderr)
     python = sys.executable
+    become_subreaper()
+    source = otelprof_source(args.otelprof_at)
+    base_env: Dict[str, str] = source.pop("env")
     results: Dict[str, Any] = {
         "machine": machine(),
         "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
@@ -127,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "scale": scale,
             "seconds": seconds,
         },
+        "otelprof": source,
         "missing": missing,
         "overhead": {},
         "accuracy": {},
@@ -141,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     continue
                 print(f"overhead: {workload.name}, {rounds} rounds", file=sys.stderr)
                 runs = interleave(
-                    workload, usable, rounds, "cpu", capture, python, _progress, args.keep
+                    workload, usable, rounds, "cpu", capture, python, _progress, args.keep, base_env
                 )
                 summary = report.summarize_overhead(runs)
                 results["overhead"][workload.name] = summary
@@ -157,7 +200,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"accuracy: {workload.name} ({mode}), {accuracy_rounds} rounds", file=sys.stderr
                 )
                 runs = interleave(
-                    workload, usable, accuracy_rounds, mode, capture, python, _progress, args.keep
+                    workload,
+                    usable,
+                    accuracy_rounds,
+                    mode,
+                    capture,
+                    python,
+                    _progress,
+                    args.keep,
+                    base_env,
                 )
                 summary = report.summarize_accuracy(runs)
                 results["accuracy"][f"{workload.name}/{mode}"] = summary
@@ -175,9 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = RESULTS_DIR / f"bench-{stamp}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(results, indent=1))
     m = results["machine"]
+    dirty = " + uncommitted changes" if source.get("work_tree_dirty") else ""
     print(
         f"### Results ({m['date']}, {m['cpus']} CPUs, {m['cpu_model']}, Python {m['python']}, "
-        f"load {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f})\n"
+        f"load {m['loadavg_start'][0]:.1f} -> {m['loadavg_end'][0]:.1f}, "
+        f"otelprof {source['commit'][:10]}{dirty})\n"
     )
     print("\n".join(markdown))
     print(f"JSON: {out}", file=sys.stderr)

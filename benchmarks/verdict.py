@@ -16,6 +16,18 @@ def _median(entry: Optional[Dict[str, Any]], key: str) -> Optional[float]:
 
 
 def _overhead_lines(name: str, summary: Dict[str, Any], budgeted: bool) -> List[str]:
+    lines = []
+    bare = summary.get("bare")
+    if bare and "cpu" in bare:
+        cpu = bare["cpu"]
+        lines.append(
+            f"{name}: noise: bare process CPU ranged {100 * (cpu['max'] / cpu['min'] - 1):.1f}% "
+            f"(max/min) over {cpu['n']} rounds"
+        )
+    return lines + _agent_overhead_lines(name, summary, budgeted)
+
+
+def _agent_overhead_lines(name: str, summary: Dict[str, Any], budgeted: bool) -> List[str]:
     agent = summary.get("otelprof")
     ratio = _median(agent, "cpu_ratio")
     own = _median(agent, "profiler_share_pct")

@@ -60,10 +60,24 @@ class WorkPhase:
         self.wall_seconds = time.perf_counter() - self._wall0
         self.cpu_seconds = _rusage_cpu(resource.RUSAGE_SELF) - self._cpu0
         after = task_cpu_seconds()
-        self.background_cpu_seconds = sum(
-            max(0.0, after[t] - c) for t, c in self._before.items() if t in after
-        )
+        names = {t.native_id: t.name for t in threading.enumerate()}
+        self.background_by_thread: Dict[str, float] = {}
+        for tid, cpu in self._before.items():
+            if tid in after:
+                name = names.get(tid) or _comm(tid)
+                spent = max(0.0, after[tid] - cpu)
+                self.background_by_thread[name] = self.background_by_thread.get(name, 0.0) + spent
+        self.background_cpu_seconds = sum(self.background_by_thread.values())
         self.background_threads = len(self._before)
+
+
+def _comm(tid: int) -> str:
+    """The kernel's name for a native (non-Python) thread, e.g. a Rust sampler's."""
+    try:
+        with open(f"/proc/self/task/{tid}/comm") as f:
+            return f.read().strip() or str(tid)
+    except OSError:
+        return str(tid)
 
 
 def report(
@@ -77,6 +91,7 @@ def report(
         "work_wall_seconds": phase.wall_seconds,
         "background_cpu_seconds": phase.background_cpu_seconds,
         "background_threads": phase.background_threads,
+        "background_by_thread": phase.background_by_thread,
         "process_cpu_seconds": _rusage_cpu(resource.RUSAGE_SELF),
         "children_cpu_seconds": _rusage_cpu(resource.RUSAGE_CHILDREN),
         "truth": truth or {},
