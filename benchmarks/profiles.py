@@ -21,29 +21,17 @@ def short_name(frame: str) -> str:
 
 def read_otlp_files(directory: Path, sample_type: str) -> Samples:
     """Samples of the profiles whose sample type is ``sample_type`` ("cpu" or "wall")."""
-    from opentelemetry.proto.collector.profiles.v1development import profiles_service_pb2
+    from otelprof.reader import load_profiles
 
-    samples: Samples = []
-    for path in sorted(directory.glob("**/*.otlp.pb")):
-        request = profiles_service_pb2.ExportProfilesServiceRequest.FromString(path.read_bytes())
-        table = request.dictionary
-        strings = table.string_table
-        names_by_location = [
-            [strings[table.function_table[line.function_index].name_strindex] for line in loc.lines]
-            for loc in table.location_table
-        ]
-
-        for resource in request.resource_profiles:
-            for scope in resource.scope_profiles:
-                for profile in scope.profiles:
-                    kind = strings[profile.sample_type.type_strindex]
-                    if kind != sample_type:
-                        continue
-                    for sample in profile.samples:
-                        stack = table.stack_table[sample.stack_index]
-                        names = [n for i in stack.location_indices for n in names_by_location[i]]
-                        samples.append((tuple(names), float(sum(sample.values))))
-    return samples
+    loaded = load_profiles([directory])
+    if loaded.errors:
+        raise ValueError("; ".join(str(error) for error in loaded.errors))
+    return [
+        (tuple(frame.function for frame in sample.stack), float(sample.value))
+        for record in loaded.records
+        if record.sample_type.type == sample_type
+        for sample in record.samples
+    ]
 
 
 # --- py-spy: raw (collapsed) format -----------------------------------------------------------
