@@ -57,6 +57,7 @@ class _SpanState:
     __slots__ = (
         "cpu_start_ns",
         "leaf_wall",
+        "parent",
         "root_id",
         "sampled",
         "sampled_cpu_ns",
@@ -72,6 +73,7 @@ class _SpanState:
         self.sampled = False  # a sample landed in it (so the sampler cached a tag for it)
         self.span: Any = None  # local roots only: the live span, for its name
         self.leaf_wall: Optional[Dict[CodeType, int]] = None  # local roots: leaf code -> wall ns
+        self.parent: Optional[_SpanState] = None  # the local parent's state, if tracked
 
 
 def set_ending_attributes(span: Any, attributes: Dict[str, AttributeValue]) -> bool:
@@ -120,6 +122,14 @@ def _fit(value: AttributeValue, max_length: int) -> AttributeValue:
     return value
 
 
+def _charge_parent(state: _SpanState, cpu_ns: int) -> None:
+    # An asyncio span's estimate covers its descendants too: its own samples were charged to
+    # it, its children's samples to the children, whose totals flow up here.
+    parent = state.parent
+    if parent is not None and parent.sampled_cpu_ns is not None:
+        parent.sampled_cpu_ns += cpu_ns
+
+
 def describe(code: CodeType) -> str:
     """``function (dir/file.py:line)``: the last two path parts keep it short yet findable."""
     path = code.co_filename.replace(os.sep, "/")
@@ -148,10 +158,34 @@ class SpanAccounting:
         self._descriptions: Dict[CodeType, str] = {}
         self.untracked = 0
         self.write_failures = 0
+        self._ending_seen = False
 
     # -- span lifecycle (application threads) ---------------------------------------------------
 
-    def on_start(self, span: Any) -> None:
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        """``SpanProcessor.on_start`` (bound straight onto the processor: one call less)."""
+        try:
+            self._start(span)
+        except Exception:
+            _log_once("on_start")
+
+    def on_ending(self, span: Any) -> None:
+        """``SpanProcessor._on_ending``: the span can still get attributes."""
+        self._ending_seen = True
+        try:
+            self._end(span, writable=True)
+        except Exception:
+            _log_once("_on_ending")
+
+    def on_end(self, span: Any) -> None:
+        """``SpanProcessor.on_end``: bookkeeping only, for an SDK without ``_on_ending``."""
+        if not self._ending_seen:
+            try:
+                self._end(span, writable=False)
+            except Exception:
+                _log_once("on_end")
+
+    def _start(self, span: Any) -> None:
         span_context = span.get_span_context()
         if not span_context.trace_flags.sampled:
             return
@@ -161,6 +195,7 @@ class SpanAccounting:
             return
         span_id: int = span_context.span_id
         parent = span.parent
+        parent_state = None
         if parent is None or parent.is_remote:
             root_id: Optional[int] = span_id
         else:
@@ -178,9 +213,11 @@ class SpanAccounting:
         if root_id == span_id:
             state.span = span
             state.leaf_wall = {}
+        else:
+            state.parent = parent_state
         live[span_id] = state
 
-    def on_ending(self, span: Any, writable: bool) -> None:
+    def _end(self, span: Any, writable: bool) -> None:
         span_context = span.get_span_context()
         span_id: int = span_context.span_id
         state = self._live.pop(span_id, None)
@@ -192,12 +229,12 @@ class SpanAccounting:
         if state.sampled_cpu_ns is not None:
             attributes[CPU_TIME_ATTRIBUTE] = state.sampled_cpu_ns
             attributes[CPU_TIME_SOURCE_ATTRIBUTE] = "sampled"
-            self._charge_parent(span, state.sampled_cpu_ns)
+            _charge_parent(state, state.sampled_cpu_ns)
         elif state.cpu_start_ns >= 0 and state.thread == threading.get_ident():
             cpu = max(0, self._thread_cpu_ns() - state.cpu_start_ns)
             attributes[CPU_TIME_ATTRIBUTE] = cpu
             attributes[CPU_TIME_SOURCE_ATTRIBUTE] = "thread_clock"
-            self._charge_parent(span, cpu)
+            _charge_parent(state, cpu)
         # (ended on another thread: no single thread clock covers it, so no CPU time)
         if state.span is not None:  # a local root
             if self.span_attributes and state.leaf_wall:
@@ -220,15 +257,6 @@ class SpanAccounting:
             self.on_root_end(span_id, span)
         if self.on_span_end is not None:
             self.on_span_end(span_id)
-
-    def _charge_parent(self, span: Any, cpu_ns: int) -> None:
-        # An asyncio span's estimate covers its descendants too: its own samples were charged
-        # to it, its children's samples to the children, whose totals flow up here.
-        parent = span.parent
-        if parent is not None and not parent.is_remote:
-            parent_state = self._live.get(parent.span_id)
-            if parent_state is not None and parent_state.sampled_cpu_ns is not None:
-                parent_state.sampled_cpu_ns += cpu_ns
 
     def _hot_functions(self, leaf_wall: Dict[CodeType, int]) -> Tuple[str, ...]:
         ranked = sorted(leaf_wall.items(), key=lambda item: -item[1])[:HOT_FUNCTION_COUNT]
@@ -287,41 +315,37 @@ class SpanAccounting:
 
 
 class ProfilingSpanProcessor(SpanProcessor):
-    """Added once to an SDK ``TracerProvider``; forwards to whichever profiler is bound to it."""
+    """Added once to an SDK ``TracerProvider``; a profiler binds its accounting to it.
+
+    Binding puts the accounting's methods on the instance, so the SDK calls them directly; the
+    class's own methods are the no-ops left when no profiler is bound.
+    """
 
     def __init__(self) -> None:
         self.target: Optional[SpanAccounting] = None
-        self._ending_seen = False
+
+    def bind(self, target: SpanAccounting) -> None:
+        self.target = target
+        self.on_start = target.on_start  # type: ignore[method-assign]
+        self._on_ending = target.on_ending  # type: ignore[method-assign]
+        self.on_end = target.on_end  # type: ignore[method-assign]
+
+    def unbind(self) -> None:
+        self.target = None
+        for name in ("on_start", "_on_ending", "on_end"):
+            self.__dict__.pop(name, None)
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        target = self.target
-        if target is not None:
-            try:
-                target.on_start(span)
-            except Exception:
-                _log_once("on_start")
+        pass
 
     def _on_ending(self, span: Any) -> None:
-        self._ending_seen = True
-        target = self.target
-        if target is not None:
-            try:
-                target.on_ending(span, writable=True)
-            except Exception:
-                _log_once("_on_ending")
+        pass
 
     def on_end(self, span: Any) -> None:
-        # With an SDK that has no ``_on_ending`` the bookkeeping happens here (attributes can no
-        # longer be added); otherwise ``_on_ending`` already consumed the span's state.
-        target = self.target
-        if target is not None and not self._ending_seen:
-            try:
-                target.on_ending(span, writable=False)
-            except Exception:
-                _log_once("on_end")
+        pass
 
     def shutdown(self) -> None:
-        self.target = None
+        self.unbind()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True

@@ -144,8 +144,10 @@ class ActiveSpans:
 
     def prune(self, live_idents: Set[int]) -> None:
         """Forget threads that exited and loops that closed."""
-        for ident in [i for i in self._threads if i not in live_idents]:
-            self._threads.pop(ident, None)
+        # list() copies in one step: other threads add entries while this runs.
+        for ident in list(self._threads):
+            if ident not in live_idents:
+                self._threads.pop(ident, None)
         for ident, loop in list(self._loops.items()):
             if ident not in live_idents or loop.is_closed():
                 self._loops.pop(ident, None)

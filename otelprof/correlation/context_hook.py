@@ -37,6 +37,8 @@ class RecordingRuntimeContext(_RuntimeContext):
         self.inner = inner
         self._on_change: Optional[OnChange] = on_change
         self._failed = False
+        # The SDK reads the current context several times per span: no extra frame for that.
+        self.get_current = inner.get_current  # type: ignore[method-assign]
 
     def attach(self, context: Context) -> Token[Context]:
         token = self.inner.attach(context)

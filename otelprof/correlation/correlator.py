@@ -106,7 +106,7 @@ class SpanCorrelator:
             self.active.tasks.unhook_task_creation()
             processor, self._processor = self._processor, None
             if processor is not None and processor.target is self.accounting:
-                processor.target = None
+                processor.unbind()
             self.active.clear()
             self.accounting.clear()
             self.endpoints.clear()
@@ -135,7 +135,7 @@ class SpanCorrelator:
         if not isinstance(provider, TracerProvider):
             return False
         processor = processor_for(provider)
-        processor.target = self.accounting
+        processor.bind(self.accounting)
         self._processor = processor
         self.active.on_new_span = None
         _logger.debug("otelprof: span processor attached to the application's TracerProvider")

@@ -178,7 +178,7 @@ def test_without_on_ending_the_bookkeeping_still_happens_at_on_end() -> None:
     ended: List[int] = []
     accounting = SpanAccounting(on_root_end=lambda root_id, span: ended.append(root_id))
     processor = ProfilingSpanProcessor()
-    processor.target = accounting
+    processor.bind(accounting)
     provider = TracerProvider()
     span = provider.get_tracer("t").start_span("root")
     processor.on_start(span)
