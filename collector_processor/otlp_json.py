@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any, Callable, Dict, Union
 
 from google.protobuf import json_format
@@ -104,11 +105,35 @@ def loads(text: Union[str, bytes]) -> ExportProfilesServiceRequest:
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:
-        raise InvalidRequestError(f"invalid OTLP JSON: {_short(str(exc))}") from exc
+        raise InvalidRequestError(f"invalid OTLP JSON{_describe(str(exc))}") from None
     except RecursionError:
         raise InvalidRequestError("invalid OTLP JSON: nested too deeply") from None
     return request
 
 
-def _short(message: str, limit: int = 300) -> str:
-    return message if len(message) <= limit else message[:limit] + "..."
+# json_format's messages quote the offending value; the request's content must never reach an
+# answer or a log, so only the field path (schema names and indices) and a reason class are kept.
+_FIELD_CHAIN = re.compile(r"Failed to parse ([A-Za-z0-9_]+) field")
+_AT_PATH = re.compile(r" at ExportProfilesServiceRequest\.([A-Za-z0-9_.\[\]]{1,300})")
+_REASONS = (
+    ("invalid literal for int", "not an integer"),
+    ("Couldn't parse integer", "not an integer"),
+    ("int() argument", "not an integer"),
+    ("out of range", "integer out of range"),
+    ("Couldn't parse float", "not a number"),
+    ("true or false", "not true or false"),
+    ("repeated field", "not a list"),
+    ("string or bytes-like", "not a string"),
+    ("Unpaired surrogate", "an unpaired surrogate in a string"),
+    ("base64", "not valid base64"),
+    ("padding", "not valid base64"),
+    ("enum", "not a valid enum value"),
+)
+
+
+def _describe(message: str) -> str:
+    """``": <path>: <reason>"`` for a json_format error, without any of the request's values."""
+    found = _AT_PATH.search(message)
+    path = found.group(1).rstrip(".") if found else ".".join(_FIELD_CHAIN.findall(message))
+    reason = next((text for key, text in _REASONS if key in message), "wrong type or value")
+    return f": {path}: {reason}" if path else f": {reason}"

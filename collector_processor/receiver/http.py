@@ -13,7 +13,7 @@ from google.rpc import code_pb2, status_pb2
 
 from collector_processor import otlp_json
 from collector_processor.auth import BearerTokenAuth
-from collector_processor.errors import InvalidRequestError
+from collector_processor.errors import InvalidRequestError, describe_exception
 from collector_processor.receiver.config import HttpServerConfig, split_endpoint
 from collector_processor.receiver.ingest import Ingest, Outcome, Result, parse_protobuf
 
@@ -35,6 +35,26 @@ HTTP_STATUS = {
 
 class BodyTooLarge(Exception):
     pass
+
+
+class _WithoutContent(logging.Filter):
+    """aiohttp logs a malformed request with a traceback quoting the offending bytes (a header
+    line, say): keep the event, at INFO (it is the client's mistake), without the quote."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg = "refused a malformed HTTP request from %s (%s)"
+            record.args = (remote, describe_exception(record.exc_info[1]))
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+# The logger aiohttp's request handlers use for this receiver.
+SERVER_LOGGER = logging.getLogger(f"{__name__}.server")
+SERVER_LOGGER.addFilter(_WithoutContent())
 
 
 def gunzip_limited(body: bytes, limit: int) -> bytes:
@@ -93,7 +113,11 @@ class HttpReceiverServer:
         # We decompress ourselves: bounded output, and a bad stream gets a 400, not a dropped
         # connection.
         self._runner = web.AppRunner(
-            app, auto_decompress=False, access_log=None, shutdown_timeout=GRACE_SECONDS
+            app,
+            auto_decompress=False,
+            access_log=None,
+            shutdown_timeout=GRACE_SECONDS,
+            logger=SERVER_LOGGER,
         )
         await self._runner.setup()
         host, port = split_endpoint(self.config.endpoint, "endpoint")
@@ -120,7 +144,8 @@ class HttpReceiverServer:
             result = Result(Outcome.UNAUTHENTICATED, "missing or invalid bearer token")
             return _response(self.ingest.refuse(result), reply_type)
         if media_type not in (PROTOBUF, JSON):
-            message = f"unsupported Content-Type {media_type!r} (use {PROTOBUF} or {JSON})"
+            # Header values are not echoed: nothing a client sends is repeated back or logged.
+            message = f"unsupported Content-Type (use {PROTOBUF} or {JSON})"
             return _response(self.ingest.refuse(Result(Outcome.UNSUPPORTED, message)), reply_type)
         limit = self.config.max_request_body_size
         try:
@@ -133,7 +158,7 @@ class HttpReceiverServer:
             if encoding == "gzip":
                 body = gunzip_limited(body, limit)
             elif encoding not in ("identity", ""):
-                raise InvalidRequestError(f"unsupported Content-Encoding {encoding!r} (use gzip)")
+                raise InvalidRequestError("unsupported Content-Encoding (use gzip or identity)")
             if media_type == JSON:
                 decoded, wire = otlp_json.loads(body), None
             else:
