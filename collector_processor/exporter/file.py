@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import io
 import os
 from pathlib import Path
-from typing import IO, Optional
+from typing import Optional
 
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
     ExportProfilesServiceRequest,
@@ -19,6 +21,8 @@ from collector_processor.exporter.config import FileExporterConfig
 __all__ = ["FileExporter", "backup_name"]
 
 MEGABYTE = 1024 * 1024
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
 
 
 def backup_name(path: Path, when: datetime.datetime) -> Path:
@@ -34,16 +38,20 @@ class FileExporter:
         self.id = exporter_id
         self.config = config
         self.path = Path(config.path)
-        self._file: Optional[IO[bytes]] = None
+        self._file: Optional[io.FileIO] = None
         self._size = 0
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Profiles name the code, files and services of the hosts that sent them: directories
+        # and files this exporter creates are owner-only whatever the umask. Existing ones
+        # keep the mode the operator gave them.
+        self.path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         self._open()
 
     def _open(self) -> None:
-        self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across writes
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        self._file = os.fdopen(fd, "ab", buffering=0)
         self._size = self._file.tell()
 
     def _rotate(self) -> None:
@@ -71,9 +79,18 @@ class FileExporter:
         if self.config.rotation and self._size and self._size + len(line) > limit:
             self._rotate()
         assert self._file is not None
-        self._file.write(line)
-        # Flushed to the OS before the queue forgets the item: survives a crash of the service.
-        self._file.flush()
+        # Unbuffered: each line is with the OS before the queue forgets the item (survives a
+        # crash of the service). A write cut short (disk full) is undone, so the retry does not
+        # leave half a line in front of the whole one.
+        view, written = memoryview(line), 0
+        try:
+            while written < len(line):
+                written += self._file.write(view[written:]) or 0
+        except OSError:
+            if written:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), self._size)
+            raise
         self._size += len(line)
 
     async def export(self, payload: bytes) -> None:

@@ -7,18 +7,21 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, List
 
 import pytest
 from collector.backends import BackgroundLoop, GrpcBackend, free_port, wait_until
 from collector.harness import InProcessService, base_config
 from collector.payloads import seeds
 
-from .helpers import Client, client_for, grpc_exporter, queue_rows
+from collector_processor import otlp_json
+
+from .helpers import FAST_RETRY, Client, client_for, grpc_exporter, queue_rows
 
 EXPORTER = "otlp_grpc"
 FILESYSTEM_BYTES = 1024 * 1024
 FILLER_BYTES = 300_000
+FAST_RETRY_SHORT = {**FAST_RETRY, "max_interval": "50ms"}
 
 
 @pytest.fixture
@@ -94,4 +97,32 @@ def test_disk_full_refuses_retryably_loses_nothing_and_recovers(
         backend.stop()
     sender = service.service.exporters[EXPORTER]
     assert sender._failed.value(exporter=EXPORTER) == 0
+    client.close()
+
+
+def test_file_exporter_on_a_full_disk_retries_without_leaving_half_lines(
+    start_service: Callable[..., InProcessService], small_filesystem: Path
+) -> None:
+    filler = small_filesystem / "filler"
+    filler.write_bytes(b"\0" * (FILESYSTEM_BYTES - 200_000))
+    output = small_filesystem / "out" / "profiles.jsonl"
+    exporter = {"path": str(output), "retry_on_failure": FAST_RETRY_SHORT}
+    service = start_service(base_config({"file": exporter}))
+    sender = service.service.exporters["file"]
+    client = client_for(service, samples_per_profile=30)
+    seed = 0
+    # The memory queue accepts while the file cannot take more: wait for failed writes.
+    while sender._retries.value(exporter="file") < 3:
+        assert client.send(seed).ok
+        seed += 1
+        assert seed < 1000, "the disk never filled"
+    os.remove(filler)
+    wanted = set(client.accepted)
+
+    def written() -> List[int]:
+        return seeds([otlp_json.loads(line) for line in output.read_text().splitlines()])
+
+    wait_until(lambda: set(written()) == wanted, 60, "every accepted request in the file")
+    assert sorted(written()) == sorted(wanted)  # whole lines only, each once
+    assert sender._failed.value(exporter="file") == 0
     client.close()
