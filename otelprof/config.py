@@ -72,7 +72,7 @@ class ProfilerConfig:
     precise_clock: str = "wall"
     memory_window_seconds: float = 2.0
     memory_interval_seconds: float = 300.0
-    memory_traceback_depth: int = 16
+    memory_traceback_depth: int = 8
     memory_overhead_cap_mib: float = 16.0
     memory_snapshot_interval_seconds: float = 10.0
     leak_min_windows: int = 3

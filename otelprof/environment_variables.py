@@ -114,9 +114,9 @@ OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH = "OTEL_PYTHON_PROFILER_MEMORY_TRACE
 """
 .. envvar:: OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH
 
-Frames tracemalloc keeps per allocation during memory windows (its cost grows with the depth).
-Default ``16``; range 1 to 100. When the application already runs tracemalloc, its own depth
-is used.
+Frames tracemalloc keeps per allocation during memory windows (its cost grows with the depth:
+measured 13x at depth 1, 31x at 8, 53x at 16 on allocation-bound code). Default ``8``; range 1
+to 100. When the application already runs tracemalloc, its own depth is used.
 """
 
 OTEL_PYTHON_PROFILER_MEMORY_OVERHEAD_CAP_MIB = "OTEL_PYTHON_PROFILER_MEMORY_OVERHEAD_CAP_MIB"

@@ -82,13 +82,13 @@ class LeakDetector:
         heap_blocks_floor = heap_blocks_rate - 2 * heap_blocks_error
         needs_confirmation = not all(o.contiguous for o in history)
         candidates = []
-        for stack, (size, _count) in observation.growth.items():
+        for key, (size, _count) in observation.growth.items():
             if size <= 0:
                 continue
             growth_bytes = 0
             growth_objects = 0
             for past in history:
-                size_then, count_then = past.growth.get(stack, (0, 0))
+                size_then, count_then = past.growth.get(key, (0, 0))
                 if size_then <= 0:
                     break
                 growth_bytes += size_then
@@ -99,6 +99,9 @@ class LeakDetector:
                     continue
                 objects_rate = growth_objects / observed_seconds
                 if needs_confirmation and heap_blocks_floor < self.confirm_share * objects_rate:
+                    continue
+                stack = observation.name(key)  # named only now: few stacks get this far
+                if stack is None:
                     continue
                 candidates.append(
                     LeakCandidate(

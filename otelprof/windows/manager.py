@@ -42,6 +42,7 @@ USAGE_PERIOD_SECONDS = 5.0  # how often the governor's CPU accounting is refresh
 # trend (the more samples, the less the trend depends on what happens to be in flight).
 MEMORY_POLL_SECONDS = 0.025
 WHOLE_RUN_MEMORY_CAP_MIB = 256.0  # whole programs trace their entire heap: a larger default cap
+WHOLE_RUN_CLOSE_SECONDS = 60.0  # at exit, how long a whole-run window may take to close
 _MAX_COLLECTED = 256
 
 
@@ -138,12 +139,16 @@ class WindowManager:
         self._window_wake.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_seconds)
+            # A whole-run window holds the program's only profile: worth a longer wait.
+            whole_run = self.config.whole_run is not None and not self.standalone
+            thread.join(
+                max(timeout_seconds, WHOLE_RUN_CLOSE_SECONDS) if whole_run else timeout_seconds
+            )
         engine = self._current
-        if engine is not None and (thread is None or not thread.is_alive()):
-            engine.restore()  # the runner died mid-window: never leave the engine running
-        elif engine is not None:
-            _logger.warning("otelprof: a window did not close in time; stopping its engine")
+        if engine is not None:
+            if thread is not None and thread.is_alive():
+                _logger.warning("otelprof: a window did not close in time; stopping its engine")
+            # Safe from this thread: the engines lock their reads against it.
             engine.restore()
         self._thread = None
         if self.gc is not None:
@@ -320,9 +325,8 @@ class WindowManager:
             if deadline is not None and now >= deadline:
                 return None
             if checkpoint and now >= next_checkpoint and isinstance(engine, MemoryEngine):
-                profiles, observation = engine.checkpoint(
-                    (("otelprof.engine", "tracemalloc"), ("otelprof.window.trigger", WHOLE_RUN))
-                )
+                profiles: List[Profile] = []
+                observation = engine.checkpoint()
                 self._deliver_partial(profiles, self._observe(observation, profiles))
                 next_checkpoint = now + snapshot_every
             wait = poll

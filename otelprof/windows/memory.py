@@ -18,8 +18,9 @@ import array
 import logging
 import math
 import sys
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
 from otelprof.model import TRUNCATED_FRAME, Attributes, Profile, Sample, Stack, ValueType
 from otelprof.windows.names import AGENT_DIR, FunctionNames
@@ -35,6 +36,7 @@ SPACE_PERIOD = ValueType("space", "bytes")
 
 Heap = Dict[Stack, Tuple[int, int]]
 """Stack (leaf first) -> (bytes, blocks)."""
+K = TypeVar("K")
 
 
 @dataclass(frozen=True)
@@ -50,13 +52,15 @@ class HeapObservation:
 
     start_seconds: float
     end_seconds: float
-    growth: Heap
+    growth: Mapping[Any, Tuple[int, int]]
     contiguous: bool
     heap_blocks_per_second: float
     heap_blocks_error: float
     start_unix_nano: int = 0
     end_unix_nano: int = 0
     attributes: Attributes = field(default=())
+    # Growth keys -> named stacks (None: the agent's own); keys may be raw tracebacks.
+    name: Callable[[Any], Optional[Stack]] = field(default=lambda key: key, compare=False)
 
     @property
     def seconds(self) -> float:
@@ -92,12 +96,19 @@ class StackCache:
         return stack
 
 
-def heap_by_stack(snapshot: Any, stacks: StackCache) -> Heap:
-    """Aggregate a ``tracemalloc.Snapshot`` by stack.
+RawKey = Tuple[Tuple[Tuple[str, int], ...], int]
+"""A tracemalloc traceback as it comes (frames most recent first) and its total depth."""
+RawHeap = Dict[RawKey, Tuple[int, int]]
+
+
+def raw_heap(snapshot: Any) -> RawHeap:
+    """A ``tracemalloc.Snapshot`` summed per traceback, before any naming.
 
     Reads the snapshot's raw trace tuples ``(domain, size, traceback, total_nframe)``: building
-    ``Statistic`` and ``Traceback`` objects for every trace costs several times more. Within one
-    snapshot, equal tracebacks are equal tuples, which hash without allocating.
+    ``Statistic`` and ``Traceback`` objects for every trace costs several times more. Under
+    ``otelprof run --memory`` this runs while tracemalloc traces every allocation (this loop's
+    too), so it allocates as little as it can: tuples hash without allocating, and sizes are
+    collected per traceback and summed in C rather than kept as running sums of new ints.
     """
     raw = getattr(getattr(snapshot, "traces", None), "_traces", None)
     if raw is None:  # a future tracemalloc without the raw list: the public, slower path
@@ -106,9 +117,6 @@ def heap_by_stack(snapshot: Any, stacks: StackCache) -> Heap:
              trace.traceback.total_nframe or len(trace.traceback))
             for trace in snapshot.traces
         ]  # fmt: skip
-    # Under ``otelprof run --memory`` this runs while tracemalloc traces every allocation, this
-    # loop's too, so it allocates as little as it can: no id() ints, no running sums (each new
-    # int would be a traced allocation); sizes are collected per traceback and summed in C.
     grouped: Dict[Any, List[int]] = {}
     depths: Dict[Any, int] = {}
     for _domain, size, frames, total_nframe in raw:
@@ -117,25 +125,35 @@ def heap_by_stack(snapshot: Any, stacks: StackCache) -> Heap:
             grouped[frames] = sizes = []
             depths[frames] = total_nframe
         sizes.append(size)
+    return {
+        (frames, depths[frames] or len(frames)): (sum(sizes), len(sizes))
+        for frames, sizes in grouped.items()
+    }
+
+
+def name_heap(raw: RawHeap, stacks: StackCache) -> Heap:
+    """Name the tracebacks of ``raw`` (only those: naming is the expensive part)."""
     # Stacks come out of the cache as shared objects: group by identity (hashing a stack
     # would hash every frame in it, in Python).
     heap: Dict[int, List[Any]] = {}
-    for frames, sizes in grouped.items():
-        stack = stacks.stack(frames, depths[frames] or len(frames))
+    for (frames, total_nframe), (size, count) in raw.items():
+        stack = stacks.stack(frames, total_nframe)
         if stack is None:
             continue
         totals = heap.get(id(stack))
         if totals is None:
-            heap[id(stack)] = [stack, sum(sizes), len(sizes)]
+            heap[id(stack)] = [stack, size, count]
         else:
-            totals[1] += sum(sizes)
-            totals[2] += len(sizes)
+            totals[1] += size
+            totals[2] += count
     return {stack: (size, count) for stack, size, count in heap.values()}
 
 
-def heap_difference(end: Heap, start: Heap) -> Heap:
-    """Net change per stack (negative when it shrank)."""
-    out: Heap = {}
+def heap_difference(
+    end: Mapping[K, Tuple[int, int]], start: Mapping[K, Tuple[int, int]]
+) -> Dict[K, Tuple[int, int]]:
+    """Net change per key (negative when it shrank); unchanged keys are left out."""
+    out: Dict[K, Tuple[int, int]] = {}
     for stack in set(end) | set(start):
         size_end, count_end = end.get(stack, (0, 0))
         size_start, count_start = start.get(stack, (0, 0))
@@ -144,7 +162,7 @@ def heap_difference(end: Heap, start: Heap) -> Heap:
     return out
 
 
-def positive(heap: Heap) -> Heap:
+def positive(heap: Mapping[K, Tuple[int, int]]) -> Dict[K, Tuple[int, int]]:
     return {
         stack: (max(0, size), max(0, count))
         for stack, (size, count) in heap.items()
@@ -216,14 +234,19 @@ class BlocksTrend:
 
 
 class MemoryEngine:
-    """Starts tracemalloc for a window (unless the application already traces) and reads it."""
+    """Starts tracemalloc for a window (unless the application already traces) and reads it.
+
+    ``checkpoint()`` (``otelprof run --memory``) only sums the heap per raw traceback while
+    tracing goes on: naming stacks allocates a lot, and every allocation is traced then; the
+    names are looked up for leak candidates only, and for the profiles once tracing stopped.
+    """
 
     kind = "memory"
     cost_key = "memory"
 
     def __init__(
         self,
-        traceback_depth: int = 16,
+        traceback_depth: int = 8,
         cap_bytes: int = 16 * 1024 * 1024,
         stacks: Optional[StackCache] = None,
         monotonic: Any = None,
@@ -237,9 +260,15 @@ class MemoryEngine:
         self._unix_ns = time.time_ns
         self._tracemalloc: Any = None
         self.own_tracing = False
-        self._heap: Heap = {}
-        self._since = (0.0, 0)  # (monotonic seconds, unix ns)
+        self._raw_start: RawHeap = {}  # the heap when the window opened
+        self._raw_last: RawHeap = {}  # ... and at the last checkpoint
+        self._opened = (0.0, 0)  # (monotonic seconds, unix ns)
+        self._since = (0.0, 0)
         self._trend = BlocksTrend()
+        self.checkpoints = 0
+        # Held while tracemalloc is read or stopped: a restore() from another thread (a stop at
+        # exit) waits for a snapshot in progress.
+        self._lock = threading.RLock()
         self.running = False
 
     def open(self) -> None:
@@ -249,14 +278,16 @@ class MemoryEngine:
         self.own_tracing = not tracemalloc.is_tracing()
         if self.own_tracing:
             tracemalloc.start(self.traceback_depth)
-            self._heap = {}
+            self._raw_start = {}
         else:
             # The application traces already: leave it be, and diff against what it holds now.
-            self._heap = self._take()
+            self._raw_start = raw_heap(tracemalloc.take_snapshot())
+        self._raw_last = self._raw_start
         self.running = True
-        self._since = (self._monotonic(), self._unix_ns())
+        self._opened = self._since = (self._monotonic(), self._unix_ns())
         self._trend = BlocksTrend()
         self._trend.sample(self._since[0])
+        self.checkpoints = 0
 
     def sample(self) -> None:
         """Called while the window is open: one more point of the live-blocks trend."""
@@ -274,66 +305,77 @@ class MemoryEngine:
             )
         return None
 
-    def checkpoint(self, attributes: Attributes = ()) -> Tuple[List[Profile], HeapObservation]:
-        """Profiles and observation since the previous checkpoint; tracing goes on."""
-        if self._tracemalloc is None or not self._tracemalloc.is_tracing():
-            raise RuntimeError("tracemalloc is not tracing")
-        heap = self._take()
-        start_s, start_ns = self._since
-        now_s, now_ns = self._monotonic(), self._unix_ns()
-        self._trend.sample(now_s)
-        growth = heap_difference(heap, self._heap)
-        grown = positive(growth)
-        profiles = heap_profiles(grown, grown, start_ns, now_ns - start_ns, attributes)
-        observation = HeapObservation(
-            start_s, now_s, growth, True, *self._trend.slope(), start_ns, now_ns, attributes
-        )
-        self._heap = heap
-        self._since = (now_s, now_ns)
-        self._trend = BlocksTrend()
-        self._trend.sample(now_s)
-        return profiles, observation
+    def checkpoint(self, attributes: Attributes = ()) -> HeapObservation:
+        """The heap's change since the previous checkpoint; tracing goes on."""
+        with self._lock:
+            if self._tracemalloc is None or not self._tracemalloc.is_tracing():
+                raise RuntimeError("tracemalloc is not tracing")
+            snapshot = self._tracemalloc.take_snapshot()
+        raw = raw_heap(snapshot)
+        del snapshot
+        observation = self._observation(raw, True, attributes)
+        self.checkpoints += 1
+        return observation
 
     def close(self, attributes: Attributes = ()) -> Tuple[List[Profile], HeapObservation]:
-        """Read the window's heap, stop tracing if the window started it; always restores."""
+        """Profiles of the whole window and the change since the last checkpoint (or its start).
+
+        Tracing stops (if the window started it) right after the snapshot, before any naming.
+        """
         try:
-            start_s, start_ns = self._since
-            end_s, end_ns = self._monotonic(), self._unix_ns()
-            self._trend.sample(end_s)
-            snapshot = self._tracemalloc.take_snapshot()
-            started_empty = self.own_tracing
-            self.restore()  # stop as early as possible: the conversion below needs no tracing
-            heap = heap_by_stack(snapshot, self.stacks)
+            with self._lock:
+                if self._tracemalloc is None:
+                    raise RuntimeError("the window was stopped from outside")
+                snapshot = self._tracemalloc.take_snapshot()
+                started_empty = self.own_tracing
+                self._restore()
+            raw = raw_heap(snapshot)
             del snapshot
-            growth = heap_difference(heap, self._heap)
-            alloc = heap if started_empty else positive(growth)
+            observation = self._observation(raw, self.checkpoints > 0, attributes)
+            raw_growth = heap_difference(raw, self._raw_start)
+            growth = name_heap(raw_growth, self.stacks)
+            alloc = growth if started_empty else name_heap(positive(raw_growth), self.stacks)
+            _, start_ns = self._opened
             profiles = heap_profiles(
-                alloc, positive(growth), start_ns, end_ns - start_ns, attributes
-            )
-            observation = HeapObservation(
-                start_s,
-                end_s,
-                growth,
-                False,
-                *self._trend.slope(),
-                start_ns,
-                end_ns,
-                attributes,
+                alloc, positive(growth), start_ns, observation.end_unix_nano - start_ns, attributes
             )
             return profiles, observation
         finally:
             self.restore()
-            self._heap = {}
+            self._raw_start = self._raw_last = {}
 
-    def _take(self) -> Heap:
-        snapshot = self._tracemalloc.take_snapshot()
-        try:
-            return heap_by_stack(snapshot, self.stacks)
-        finally:
-            del snapshot
+    def _observation(
+        self, raw: RawHeap, contiguous: bool, attributes: Attributes
+    ) -> HeapObservation:
+        start_s, start_ns = self._since
+        now_s, now_ns = self._monotonic(), self._unix_ns()
+        self._trend.sample(now_s)
+        observation = HeapObservation(
+            start_s,
+            now_s,
+            heap_difference(raw, self._raw_last),
+            contiguous,
+            *self._trend.slope(),
+            start_ns,
+            now_ns,
+            attributes,
+            name=self._name,
+        )
+        self._raw_last = raw
+        self._since = (now_s, now_ns)
+        self._trend = BlocksTrend()
+        self._trend.sample(now_s)
+        return observation
+
+    def _name(self, key: RawKey) -> Optional[Stack]:
+        return self.stacks.stack(*key)
 
     def restore(self) -> None:
-        """Idempotent: stop tracemalloc if (and only if) this engine started it."""
+        """Idempotent, from any thread: stop tracemalloc if (and only if) this engine started it."""
+        with self._lock:
+            self._restore()
+
+    def _restore(self) -> None:
         tracemalloc, self._tracemalloc = self._tracemalloc, None
         self.running = False
         if tracemalloc is not None and self.own_tracing and tracemalloc.is_tracing():

@@ -38,15 +38,17 @@ def _code_lines(code: CodeType) -> List[int]:
 
 
 class _CodeCollector:
-    """Every code object of ``filename`` reachable from its modules' globals."""
+    """Every code object of one file reachable from its module: functions and classes defined
+    there (not the names it imports), methods, and what is nested in them."""
 
-    def __init__(self, filename: str) -> None:
-        self.filename = filename
+    def __init__(self, filenames: Set[str], module_name: str) -> None:
+        self.filenames = filenames
+        self.module_name = module_name
         self.codes: Dict[int, CodeType] = {}
         self._seen: Set[int] = set()
 
     def add_code(self, code: CodeType) -> None:
-        if id(code) in self.codes or os.path.abspath(code.co_filename) != self.filename:
+        if id(code) in self.codes or code.co_filename not in self.filenames:
             return
         self.codes[id(code)] = code
         for const in code.co_consts:
@@ -67,8 +69,10 @@ class _CodeCollector:
         if isinstance(obj, FunctionType):
             self.add_code(obj.__code__)
         elif isinstance(obj, type):
-            for value in list(vars(obj).values()):
-                self.visit(value, depth + 1)
+            # Only classes defined in this module: an imported class leads elsewhere.
+            if getattr(obj, "__module__", None) == self.module_name:
+                for value in list(vars(obj).values()):
+                    self.visit(value, depth + 1)
             return
         wrapped = getattr(obj, "__wrapped__", None)  # functools.wraps, lru_cache, ...
         if wrapped is not None:
@@ -76,12 +80,15 @@ class _CodeCollector:
 
 
 def _code_scopes(modules: Iterable[ModuleType], filename: str) -> List[_Scope]:
-    collector = _CodeCollector(filename)
+    codes: Dict[int, CodeType] = {}
     for module in modules:
+        filenames = {filename, str(getattr(module, "__file__", ""))}
+        collector = _CodeCollector(filenames, module.__name__)
         for value in list(vars(module).values()):
             collector.visit(value)
+        codes.update(collector.codes)
     scopes = []
-    for code in collector.codes.values():
+    for code in codes.values():
         lines = _code_lines(code)
         first = code.co_firstlineno
         scopes.append((first, max(lines, default=first), function_name(code), first))

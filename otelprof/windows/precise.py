@@ -217,6 +217,7 @@ class PreciseEngine:
         self._previous_thread_hook: Any = None
         self._tags: Optional[SpanTags] = None
         self._threads: Dict[int, Tuple[int, str]] = {}
+        self._lock = threading.RLock()
         self.running = False
 
     @property
@@ -266,33 +267,43 @@ class PreciseEngine:
     def close(
         self, start_unix_nano: int, duration_nano: int, attributes: Attributes = ()
     ) -> List[Profile]:
-        """Stop yappi, read what it recorded, restore it; returns the window's profiles."""
-        yappi = self._yappi
-        if yappi is None:
-            return []
-        try:
-            yappi.stop()
-            pits = _enumerate_pits(yappi)
-            threads = _thread_labels(yappi, self._threads)
-            tags = self._tags
-            tag_of = tags.sample_tag if tags is not None else (lambda tag: None)
-            return pits_to_profiles(
-                pits,
-                threads,
-                tag_of,
-                self.clock_type,
-                start_unix_nano,
-                duration_nano,
-                (*attributes, ("otelprof.window.clock", self.clock_type)),
-            )
-        finally:
-            self.restore()
+        """Stop yappi, read what it recorded, restore it; returns the window's profiles.
+
+        Only the reading happens with yappi's statistics alive, under the engine's lock (a
+        ``restore()`` from another thread waits for it instead of freeing them mid-read); the
+        conversion runs after yappi is back as it was.
+        """
+        with self._lock:
+            yappi = self._yappi
+            if yappi is None:
+                return []
+            try:
+                yappi.stop()
+                pits = _enumerate_pits(yappi)
+                threads = _thread_labels(yappi, self._threads)
+                tags = self._tags
+            finally:
+                self._restore()
+        tag_of = tags.sample_tag if tags is not None else (lambda tag: None)
+        return pits_to_profiles(
+            pits,
+            threads,
+            tag_of,
+            self.clock_type,
+            start_unix_nano,
+            duration_nano,
+            (*attributes, ("otelprof.window.clock", self.clock_type)),
+        )
 
     def should_close(self) -> Optional[str]:
         return None
 
     def restore(self) -> None:
-        """Idempotent: yappi stopped, no tag callback, no statistics, the clock it had."""
+        """Idempotent, from any thread: yappi stopped, no callbacks, no statistics, its clock."""
+        with self._lock:
+            self._restore()
+
+    def _restore(self) -> None:
         yappi, self._yappi = self._yappi, None
         self.running = False
         if yappi is None:
