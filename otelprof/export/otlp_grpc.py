@@ -20,6 +20,7 @@ from otelprof.export._common import (
     response_result,
     truncate,
 )
+from otelprof.export._grpc_fork import GUARD
 from otelprof.export.base import ExportResult, ExportStatus
 
 if TYPE_CHECKING:
@@ -105,6 +106,16 @@ class OTLPGrpcProfileExporter:
 
     def export(self, request: ExportProfilesServiceRequest, timeout_seconds: float) -> ExportResult:
         """Send one request within ``timeout_seconds``; classify the outcome, never raise."""
+        if GUARD.unsafe:
+            return ExportResult(
+                ExportStatus.PERMANENT,
+                f"gRPC export to {self._target} skipped: this process was forked while an export"
+                " was in flight, and gRPC cannot be used safely after such a fork",
+            )
+        with GUARD.call():  # no fork while we are inside gRPC (see _grpc_fork)
+            return self._export(request, timeout_seconds)
+
+    def _export(self, request: ExportProfilesServiceRequest, timeout: float) -> ExportResult:
         try:
             stub = self._get_stub()
         except TLSFileError as error:
@@ -119,7 +130,7 @@ class OTLPGrpcProfileExporter:
         try:
             response = stub.Export(
                 request,
-                timeout=max(timeout_seconds, 0.0),
+                timeout=max(timeout, 0.0),
                 metadata=self._metadata,
                 compression=self._compression,
             )
