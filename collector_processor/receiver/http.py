@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import zlib
 from typing import Optional
 
 from aiohttp import web
@@ -15,9 +14,10 @@ from collector_processor import otlp_json
 from collector_processor.auth import BearerTokenAuth
 from collector_processor.errors import InvalidRequestError, describe_exception
 from collector_processor.receiver.config import HttpServerConfig, split_endpoint
+from collector_processor.receiver.gunzip import BodyTooLarge, gunzip_limited
 from collector_processor.receiver.ingest import Ingest, Outcome, Result, parse_protobuf
 
-__all__ = ["HttpReceiverServer", "gunzip_limited"]
+__all__ = ["BodyTooLarge", "HttpReceiverServer", "gunzip_limited"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,10 +31,6 @@ HTTP_STATUS = {
     Outcome.TOO_LARGE: (413, code_pb2.RESOURCE_EXHAUSTED),
     Outcome.UNSUPPORTED: (415, code_pb2.INVALID_ARGUMENT),
 }
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class _WithoutContent(logging.Filter):
@@ -55,24 +51,6 @@ class _WithoutContent(logging.Filter):
 # The logger aiohttp's request handlers use for this receiver.
 SERVER_LOGGER = logging.getLogger(f"{__name__}.server")
 SERVER_LOGGER.addFilter(_WithoutContent())
-
-
-def gunzip_limited(body: bytes, limit: int) -> bytes:
-    """Decompress gzip (all members) without ever holding more than ``limit`` bytes of output."""
-    output = bytearray()
-    data = body
-    while data:
-        decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            output += decompressor.decompress(data, limit + 1 - len(output))
-        except zlib.error as exc:
-            raise InvalidRequestError(f"invalid gzip body: {exc}") from None
-        if len(output) > limit or decompressor.unconsumed_tail:
-            raise BodyTooLarge(f"decompressed body exceeds max_request_body_size ({limit} bytes)")
-        if not decompressor.eof:
-            raise InvalidRequestError("invalid gzip body: truncated")
-        data = decompressor.unused_data
-    return bytes(output)
 
 
 def _response(result: Result, content_type: str) -> web.Response:

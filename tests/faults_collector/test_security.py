@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import stat
+import tracemalloc
 import zlib
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Tuple
@@ -28,7 +29,9 @@ from collector.payloads import make_request
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from collector_processor import otlp_json
+from collector_processor.errors import InvalidRequestError
 from collector_processor.extension.file_storage import DATABASE_NAME
+from collector_processor.receiver.gunzip import MAX_MEMBERS, BodyTooLarge, gunzip_limited
 
 StartService = Callable[..., InProcessService]
 TOKEN = "collector-token-0123456789"
@@ -172,6 +175,24 @@ def test_gzip_bombs_are_refused_by_decompressed_size_without_inflating_them(
     # Inflating either bomb would have taken 64 MiB or more.
     assert peak_rss_kib(pid) - baseline < 16 * 1024
     assert grpc_export(grpc_port, body)[0] == grpc.StatusCode.OK  # still serving
+
+
+def test_gunzip_holds_at_most_the_limit_and_caps_members() -> None:
+    limit = 1024 * 1024
+    bomb = gzip_bomb(256)
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyTooLarge):
+            gunzip_limited(bomb, limit)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * limit  # the output cap, not 256 MiB
+    # A million empty members once took minutes of copying on the event loop (20 MiB body).
+    members = gzip_bomb(0) * 1_000_000
+    with pytest.raises(InvalidRequestError, match=f"more than {MAX_MEMBERS} members"):
+        gunzip_limited(members, 20 * limit)
+    assert gunzip_limited(gzip_bomb(1) * MAX_MEMBERS, 64 * limit) == bytes(MAX_MEMBERS * limit)
 
 
 def test_oversized_bodies_are_refused(service_process: ServiceProcess) -> None:
