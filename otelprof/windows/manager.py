@@ -88,6 +88,8 @@ class WindowManager:
         self._thread: Optional[threading.Thread] = None
         self._current: Optional[Engine] = None
         self._last_usage: Optional[Tuple[float, float]] = None
+        self._usage_lock = threading.Lock()
+        self._window_app_cpu = 0.0  # application CPU seen while the current window is open
         self._signal = signals.WindowSignal()
 
     def _specs(self) -> List[WindowSpec]:
@@ -257,6 +259,7 @@ class WindowManager:
             ("otelprof.window.trigger", planned.trigger),
         )
         self._account_usage(in_window=False)
+        self._window_app_cpu = 0.0
         started = self._clock()
         started_unix = time.time_ns()
         try:
@@ -272,7 +275,7 @@ class WindowManager:
             if handle is not None:
                 handle.finish(error=repr(error))
             return
-        self._current = engine
+        self._current = engine  # from here on, usage is accounted as the window's
         profiles: List[Profile] = []
         leaks: List[LeakCandidate] = []
         error_text: Optional[str] = None
@@ -294,10 +297,10 @@ class WindowManager:
             error_text = repr(error)
         finally:
             engine.restore()
+            self._account_usage(in_window=True)
             self._current = None
-            process, agent = self._account_usage(in_window=True)
             self.governor.record_window(
-                engine.cost_key, self._clock() - started, max(0.0, process - agent)
+                engine.cost_key, self._clock() - started, self._window_app_cpu
             )
         self._deliver(profiles, handle, error_text, leaks)
 
@@ -371,16 +374,18 @@ class WindowManager:
         if handle is not None:
             handle.finish(profiles, error, leaks)
 
-    def _account_usage(self, in_window: bool) -> Tuple[float, float]:
-        """Feed the governor the process and agent CPU since the last call."""
-        now, cpu = time.monotonic(), time.process_time()
-        agent = self.meter.delta_seconds()
-        last, self._last_usage = self._last_usage, (now, cpu)
-        if last is None:
-            return 0.0, 0.0
-        process = max(0.0, cpu - last[1])
-        self.governor.record_usage(process, agent, now - last[0], in_window)
-        return process, agent
+    def _account_usage(self, in_window: bool) -> None:
+        """Feed the governor the process and agent CPU since the last call (any thread)."""
+        with self._usage_lock:
+            now, cpu = time.monotonic(), time.process_time()
+            agent = self.meter.delta_seconds()
+            last, self._last_usage = self._last_usage, (now, cpu)
+            if last is None:
+                return
+            process = max(0.0, cpu - last[1])
+            self.governor.record_usage(process, agent, now - last[0], in_window)
+            if in_window:
+                self._window_app_cpu += max(0.0, process - agent)
 
     def _log_unavailable(self, kind: str, reason: str) -> None:
         if reason not in self._unavailable_logged:
@@ -396,6 +401,8 @@ class WindowManager:
         with self._lock:
             extra = list(self._collected)
             self._collected.clear()
+        if not self.standalone and self._last_usage is not None:
+            self._account_usage(in_window=self._current is not None)  # counters up to date
         counters = self.governor.attributes()
         return [_stamp(profile, counters) for profile in [*profiles, *extra]]
 
