@@ -9,7 +9,7 @@ instead of delivering it to some backends only.
 from __future__ import annotations
 
 import asyncio
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
     ExportProfilesServiceRequest,
@@ -37,6 +37,24 @@ class Pipeline:
         self._refused = metrics.counter(
             "processor_refused_requests_total", "Requests a processor turned away (retryable)."
         )
+
+    def admission_error(self) -> Optional[RefusedError]:
+        """A refusal that is certain before decoding: a processor refusing, a queue full.
+
+        Receivers ask first, so that an overloaded service turns requests away for the cost
+        of a check instead of decoding and validating each one to refuse it anyway.
+        """
+        for processor_id, processor in self.processors:
+            check = getattr(processor, "admission_error", None)
+            error = check() if check is not None else None
+            if error is not None:
+                self._refused.inc(processor=processor_id, pipeline=self.name)
+                return error  # type: ignore[no-any-return]
+        for exporter in self.exporters:
+            error = exporter.full_error()
+            if error is not None:
+                return error
+        return None
 
     async def consume(self, request: ExportProfilesServiceRequest) -> None:
         for processor_id, processor in self.processors:
@@ -70,6 +88,13 @@ class Fanout:
 
     def __init__(self, pipelines: Sequence[Pipeline]) -> None:
         self.pipelines = list(pipelines)
+
+    def admission_error(self) -> Optional[RefusedError]:
+        for pipeline in self.pipelines:
+            error = pipeline.admission_error()
+            if error is not None:
+                return error
+        return None
 
     async def consume(self, request: ExportProfilesServiceRequest) -> None:
         if len(self.pipelines) == 1:

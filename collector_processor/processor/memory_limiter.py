@@ -106,15 +106,22 @@ class MemoryLimiter:
         self._refusing = refusing
         self.usage_bytes = usage
 
-    def process(self, request: ExportProfilesServiceRequest) -> None:
+    def admission_error(self) -> Optional[RefusedError]:
+        """The refusal due now, if any: cheap, so receivers ask before decoding a request."""
         if self._refusing:
-            raise RefusedError(
+            return RefusedError(
                 f"memory usage {self.usage_bytes // MIB} MiB is above the soft limit "
                 f"{self.soft_limit_bytes // MIB} MiB"
             )
         if self.queue_limit_bytes and self._queue_bytes() > self.queue_limit_bytes:
             limit_mib = self.queue_limit_bytes // MIB
-            raise RefusedError(f"sending queues hold more than queue_limit_mib ({limit_mib} MiB)")
+            return RefusedError(f"sending queues hold more than queue_limit_mib ({limit_mib} MiB)")
+        return None
+
+    def process(self, request: ExportProfilesServiceRequest) -> None:
+        error = self.admission_error()
+        if error is not None:
+            raise error
 
     async def shutdown(self) -> None:
         if self._task is not None:

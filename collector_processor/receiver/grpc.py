@@ -101,12 +101,16 @@ class GrpcReceiverServer:
                 await context.abort(
                     grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token"
                 )
-        try:
-            request = parse_protobuf(body)
-        except InvalidRequestError as exc:
-            result = self.ingest.invalid(str(exc))
+        refusal = self.ingest.admit()
+        if refusal is not None:
+            result = refusal
         else:
-            result = await self.ingest.accept(request, body)
+            try:
+                request = parse_protobuf(body)
+            except InvalidRequestError as exc:
+                result = self.ingest.invalid(str(exc))
+            else:
+                result = await self.ingest.accept(request, body)
         if result.outcome is Outcome.OK:
             return b""  # an empty ExportProfilesServiceResponse: full success
         if result.outcome is Outcome.REFUSED:

@@ -125,6 +125,9 @@ class HttpReceiverServer:
             # Header values are not echoed: nothing a client sends is repeated back or logged.
             message = f"unsupported Content-Type (use {PROTOBUF} or {JSON})"
             return _response(self.ingest.refuse(Result(Outcome.UNSUPPORTED, message)), reply_type)
+        refusal = self.ingest.admit()  # before reading the body: refusing must stay cheap
+        if refusal is not None:
+            return _response(refusal, reply_type)
         limit = self.config.max_request_body_size
         try:
             body = await request.read()

@@ -92,6 +92,13 @@ class Ingest:
             "receiver_refused_requests_total", "Requests answered with an error, by reason."
         )
 
+    def admit(self) -> Optional[Result]:
+        """A retryable refusal if the pipelines would refuse anyway; ask before decoding."""
+        error = self.consumer.admission_error()
+        if error is None:
+            return None
+        return self.refuse(Result(Outcome.REFUSED, str(error), error.retry_after_seconds))
+
     def refuse(self, result: Result) -> Result:
         """Count a request turned away before decoding (auth, size, media type)."""
         self._received.inc(receiver=self.receiver_id, transport=self.transport)

@@ -97,6 +97,13 @@ class ExporterSender:
                 )
                 self._consumers.append(task)
 
+    def full_error(self) -> Optional[RefusedError]:
+        """The refusal a reservation would meet now (counted), without reserving."""
+        if self.queue is None or self.queue.size < self.queue.capacity:
+            return None
+        self._enqueue_failed.inc(exporter=self.id)
+        return RefusedError(f'sending queue of exporter "{self.id}" is full')
+
     def reserve(self) -> None:
         """Take a queue slot or refuse the request (retryable for the client)."""
         assert self.queue is not None
