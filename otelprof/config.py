@@ -210,6 +210,9 @@ def validate(config: ProfilerConfig) -> None:
         raise ConfigError(
             f"endpoint must start with http:// or https://, got {exporter.endpoint!r}"
         )
+    problem = endpoint_problem(exporter.endpoint)
+    if problem is not None:
+        raise ConfigError(f"endpoint {exporter.endpoint!r}: {problem}")
 
 
 # --- environment parsing: a bad value logs once and falls back ------------------------------
@@ -306,7 +309,27 @@ def parse_headers(raw: str) -> Dict[str, str]:
 def _is_base_url(endpoint: str) -> bool:
     from urllib.parse import urlsplit
 
-    return urlsplit(endpoint if "://" in endpoint else "//" + endpoint).path in ("", "/")
+    try:
+        parts = urlsplit(endpoint if "://" in endpoint else "//" + endpoint)
+    except ValueError:  # not a URL at all: validate() names the problem
+        return False
+    return bool(parts.netloc) and parts.path in ("", "/")
+
+
+def endpoint_problem(endpoint: str) -> Optional[str]:
+    """Why ``endpoint`` cannot be exported to (scheme, host, port), or None."""
+    from urllib.parse import urlsplit
+
+    if not endpoint.startswith(_SCHEMES):
+        return "the scheme must be http or https"
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 (parsing the port is the check)
+    except ValueError as error:
+        return f"not a valid URL ({error})"
+    if not parts.hostname:
+        return "no host"
+    return None
 
 
 def _parse_timeout(name: str, raw: str, default_seconds: float) -> float:
@@ -364,9 +387,12 @@ def _resolve_exporter(environ: Mapping[str, str], explicit: Mapping[str, object]
             if protocol == "grpc"
             else DEFAULT_HTTP_ENDPOINT + HTTP_PROFILES_PATH
         )
-        if "://" in from_env and not from_env.startswith(_SCHEMES):
+        # ``host:port`` without a scheme gets one below; either way it must be usable.
+        candidate = from_env if "://" in from_env else "http://" + from_env
+        problem = endpoint_problem(candidate) if from_env else None
+        if problem is not None:
             name = f"OTEL_EXPORTER_OTLP_{'PROFILES_' if specific else ''}ENDPOINT"
-            _warn_bad(name, specific or generic, "the scheme must be http or https", endpoint)
+            _warn_bad(name, specific or generic, problem, endpoint)
         elif from_env:
             endpoint = from_env
     elif protocol != "grpc" and isinstance(endpoint, str) and _is_base_url(endpoint):

@@ -8,7 +8,8 @@ time on values rather than on guessing ``OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT``.
 
 The invariant (DESIGN.md, "Rules of the road"):
 
-- the environment never raises: a bad value logs and falls back, and the result is valid;
+- the environment never raises: a bad value logs and falls back, and the result is valid
+  (its exporter can be built);
 - explicit arguments either give a valid configuration or raise ``ConfigError``, nothing else;
 - header text never raises, and every header kept can be sent (gRPC metadata and HTTP);
 - ``otelprof run ARGS`` ends in ``SystemExit(0 or 2)`` (help, usage error), 127 (no such
@@ -245,7 +246,11 @@ def _check_headers(headers: Mapping[str, str], case: Mapping[str, Any]) -> None:
 
 
 def _check_config(config: ProfilerConfig, case: Mapping[str, Any]) -> None:
-    """A configuration that resolved is usable: right types, finite numbers, known choices."""
+    """A configuration that resolved is usable: right types, finite numbers, known choices,
+    and its exporter can be built (which does no I/O: channels and files come later)."""
+    from otelprof.export import create_exporter
+
+    create_exporter(config).shutdown()
     for field in dataclasses.fields(ProfilerConfig):
         value = getattr(config, field.name)
         if field.name in INT_SETTINGS and (type(value) is not int):

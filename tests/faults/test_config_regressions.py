@@ -122,3 +122,23 @@ def test_one_bad_header_no_longer_loses_every_profile_end_to_end() -> None:
         assert server.headers[0]["api-key"] == "s3cret"
     assert "ignoring OTLP header 'bad key'" in result.stderr
     assert "Invalid metadata" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "problem"),
+    [
+        ("http://[::1", "not a valid URL"),
+        ("http://collector:99999", "not a valid URL"),
+        ("http://", "no host"),
+        ("[::1", "not a valid URL"),
+    ],
+)
+def test_an_unusable_endpoint_url_is_a_config_error_or_a_fallback(
+    endpoint: str, problem: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        resolve_config({}, endpoint=endpoint, protocol="http/protobuf")
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        config = resolve_config({"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint})
+    assert config.exporter.endpoint == "http://localhost:4317"
+    assert problem in caplog.text
