@@ -12,8 +12,9 @@ memory must stay bounded.
     .venv/bin/python benchmarks/collector_load.py --step-seconds 20 --start-rate 25
     .venv/bin/python benchmarks/collector_load.py --transport http
 
-Set-up: service -> memory_limiter (limit 128 MiB, spike 32 MiB) -> resource -> otlp_grpc
-exporter (in-memory queue of 1000) -> a null backend in its own process. Never part of CI.
+Set-up: service -> memory_limiter (limit 128 MiB, spike 32 MiB, queue limit 16 MiB) ->
+resource -> otlp_grpc exporter (in-memory queue of 1000) -> a null backend in its own process.
+Never part of CI.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from benchmarks.collector.wire import EXPORT_METHOD, NullBackend
 
 LIMIT_MIB = 128
 SPIKE_MIB = 32
+QUEUE_LIMIT_MIB = 16
 MIB = 1024 * 1024
 OK = "OK"
 MAX_SUSTAINED_P99_SECONDS = 1.0
@@ -91,6 +93,8 @@ def service_config(grpc_port: int, http_port: int, backend: str) -> Dict[str, An
                 "check_interval": "100ms",
                 "limit_mib": LIMIT_MIB,
                 "spike_limit_mib": SPIKE_MIB,
+                # The in-memory queue is the other place requests pile up (exporters behind).
+                "queue_limit_mib": QUEUE_LIMIT_MIB,
             },
             "resource": {
                 "attributes": [
