@@ -19,7 +19,9 @@ def main() -> int:
         print("no profiler", file=sys.stderr)
         return 99
     ticks = int(os.environ.get("BUSY_APP_TICKS", "30"))
-    while profiler.sampler._interval.ticks < ticks:
+    start = profiler.sampler._interval.ticks
+    hot_function(20000)
+    while profiler.sampler._interval.ticks < start + ticks:
         hot_function(20000)
     print("busy app done")
     return int(os.environ.get("BUSY_APP_EXIT", "0"))

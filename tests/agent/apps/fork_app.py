@@ -7,13 +7,20 @@ import sys
 import otelprof
 
 
-def _ticks_seen(n: int) -> bool:
+def _ticks() -> int:
     profiler = otelprof.get_profiler()
-    return profiler is not None and profiler.sampler._interval.ticks >= n
+    return profiler.sampler._interval.ticks if profiler is not None else 0
 
 
 def work_in(label_function, n: int = 20) -> None:
-    while not _ticks_seen(n):
+    """Run ``label_function`` until the sampler has ticked ``n`` more times (at least once).
+
+    Counting from entry matters under load: a starved process can see the sampler tick many
+    times before this loop starts.
+    """
+    start = _ticks()
+    label_function()
+    while _ticks() < start + n:
         label_function()
 
 
