@@ -1,154 +1,294 @@
-"""Validation fast path: check every sample's indices with C-level loops over a shallow view.
+"""Validation fast path: every index column of a request in one C-level parse of its wire bytes.
 
-Reading a repeated field of a protobuf message in Python builds a container object, and a
-sample has three of them: field by field, sample checks cost most of a request's CPU. So the
-request's wire bytes are parsed a second time into a "lite" schema with the same field
-numbers, where the packed fields of ``Sample`` (and everything we do not inspect) are plain
-``bytes``. Index ranges and value counts then come from ``min``/``max``/``map`` over those
-bytes. The view is used only if serializing it reproduces the wire bytes exactly (no unknown,
-unpacked, repeated or non-canonical fields), so it holds exactly what the real message holds;
-otherwise, and whenever a fast check fails, validation falls back to the per-sample loop that
-names the problem.
+Reading a dictionary entry or a sample of a protobuf message from Python builds an object per
+entry, and a request has thousands: checked entry by entry, validation cost most of a
+request's CPU. Protobuf parsers *merge* repeated occurrences of a singular message field and
+*append* to repeated scalar fields, and accept a scalar written singly or packed. So the wire
+bytes are parsed a second time into a "column" schema with the same field numbers where every
+repeated message along the way is declared singular and every scalar repeated: all sample
+stack indices of the request land in one repeated field, all location indices of all stacks in
+another, and so on. ``min``/``max`` over those run in C.
+
+A column holds every value the request holds for that field, and possibly more (values the
+real message drops: an earlier occurrence of a singular field, a wrongly typed one read as
+packed). So a column in range proves the real values are; a column out of range (or a view
+that does not parse) only means "check entry by entry", which names the problem or finds none.
+
+Per-sample counts (values vs timestamps) cannot be merged. They use the order of the merged
+columns instead, which is the samples' order when every sample writes each of its two fields
+at most once, packed: :func:`canonical` proves that by re-encoding a shallow view of the
+request and comparing it with the wire bytes.
 """
 
 from __future__ import annotations
 
-import itertools
+import functools
 import operator
-from typing import Any, List, Optional, Tuple
+from typing import Any, Iterable, List, Optional, Tuple
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-__all__ = ["lite_profiles", "samples_within"]
+__all__ = [
+    "Columns",
+    "canonical",
+    "column_in_range",
+    "parse_columns",
+    "sample_counts_ok",
+    "varints_in_range",
+]
 
 _F = descriptor_pb2.FieldDescriptorProto
-_PACKAGE = "otelprof_collector.lite"
-_BYTES = _F.TYPE_BYTES
-# (message, [(field, number, type, repeated, lite message)]), numbers as in profiles.proto.
-_SCHEMA: Tuple[Tuple[str, Tuple[Tuple[str, int, int, bool, str], ...]], ...] = (
-    (
-        "Request",
-        (
-            ("resource_profiles", 1, 0, True, "ResourceProfiles"),
-            ("dictionary", 2, _BYTES, False, ""),
-        ),
-    ),
-    (
-        "ResourceProfiles",
-        (
-            ("resource", 1, _BYTES, False, ""),
-            ("scope_profiles", 2, 0, True, "ScopeProfiles"),
-            ("schema_url", 3, _BYTES, False, ""),
-        ),
-    ),
-    (
-        "ScopeProfiles",
-        (
-            ("scope", 1, _BYTES, False, ""),
-            ("profiles", 2, 0, True, "Profile"),
-            ("schema_url", 3, _BYTES, False, ""),
-        ),
-    ),
-    (
-        "Profile",
-        (
-            ("sample_type", 1, _BYTES, False, ""),
-            ("samples", 2, 0, True, "Sample"),
-            ("time_unix_nano", 3, _F.TYPE_FIXED64, False, ""),
-            ("duration_nano", 4, _F.TYPE_INT64, False, ""),
-            ("period_type", 5, _BYTES, False, ""),
-            ("period", 6, _F.TYPE_INT64, False, ""),
-            ("profile_id", 7, _BYTES, False, ""),
-            ("dropped_attributes_count", 8, _F.TYPE_UINT32, False, ""),
-            ("original_payload_format", 9, _BYTES, False, ""),
-            ("original_payload", 10, _BYTES, False, ""),
-            ("attribute_indices", 11, _BYTES, False, ""),
-        ),
-    ),
-    (
-        "Sample",
-        (
-            ("stack_index", 1, _F.TYPE_INT32, False, ""),
-            ("attribute_indices", 2, _BYTES, False, ""),  # packed int32
-            ("link_index", 3, _F.TYPE_INT32, False, ""),
-            ("values", 4, _BYTES, False, ""),  # packed int64
-            ("timestamps_unix_nano", 5, _BYTES, False, ""),  # packed fixed64
-        ),
-    ),
-)
+_BYTES, _INT32 = _F.TYPE_BYTES, _F.TYPE_INT32
+_Schema = Tuple[Tuple[str, Tuple[Tuple[str, int, Any, bool], ...]], ...]
+
+# Column view: a field whose type is a message name is a (merged) singular message; a scalar
+# field is repeated. Field numbers as in profiles.proto (v1.10) and common.proto.
+_COLUMNS: _Schema = (
+    ("Request", (
+        ("resource_profiles", 1, "ResourceProfiles", False),
+        ("dictionary", 2, "Dictionary", False),
+    )),
+    ("ResourceProfiles", (("scope_profiles", 2, "ScopeProfiles", False),)),
+    ("ScopeProfiles", (("profiles", 2, "Profile", False),)),
+    ("Profile", (("samples", 2, "Sample", False),)),
+    ("Sample", (
+        ("stack_index", 1, _INT32, True),
+        ("attribute_indices", 2, _INT32, True),
+        ("link_index", 3, _INT32, True),
+        ("values", 4, _BYTES, True),  # one packed blob per sample, when canonical
+        ("timestamps_unix_nano", 5, _BYTES, True),
+    )),
+    ("Dictionary", (
+        ("mapping_table", 1, "Mapping", False),
+        ("location_table", 2, "Location", False),
+        ("function_table", 3, "Function", False),
+        ("link_table", 4, "Link", False),
+        ("attribute_table", 6, "Attribute", False),
+        ("stack_table", 7, "Stack", False),
+    )),
+    ("Mapping", (("filename_strindex", 4, _INT32, True), ("attribute_indices", 5, _INT32, True))),
+    ("Location", (
+        ("mapping_index", 1, _INT32, True),
+        ("lines", 3, "Line", False),
+        ("attribute_indices", 4, _INT32, True),
+    )),
+    ("Line", (("function_index", 1, _INT32, True),)),
+    ("Function", (
+        ("name_strindex", 1, _INT32, True),
+        ("system_name_strindex", 2, _INT32, True),
+        ("filename_strindex", 3, _INT32, True),
+    )),
+    ("Link", (("trace_id", 1, _BYTES, True), ("span_id", 2, _BYTES, True))),
+    ("Attribute", (
+        ("key_strindex", 1, _INT32, True),
+        ("value", 2, "AnyValue", False),
+        ("unit_strindex", 3, _INT32, True),
+    )),
+    # Nested values (arrays, key/value lists) are only detected: they take the exact path.
+    ("AnyValue", (
+        ("array_value", 5, _BYTES, True),
+        ("kvlist_value", 6, _BYTES, True),
+        ("string_value_strindex", 8, _INT32, True),
+    )),
+    ("Stack", (("location_indices", 1, _INT32, True),)),
+)  # fmt: skip
+
+# Shallow view for the canonical-encoding proof: what samples hold is kept as bytes, and
+# everything above them is structured just enough to reach them.
+_SHALLOW: _Schema = (
+    ("Request", (
+        ("resource_profiles", 1, "ResourceProfiles", True),
+        ("dictionary", 2, _BYTES, False),
+    )),
+    ("ResourceProfiles", (
+        ("resource", 1, _BYTES, False),
+        ("scope_profiles", 2, "ScopeProfiles", True),
+        ("schema_url", 3, _BYTES, False),
+    )),
+    ("ScopeProfiles", (
+        ("scope", 1, _BYTES, False),
+        ("profiles", 2, "Profile", True),
+        ("schema_url", 3, _BYTES, False),
+    )),
+    ("Profile", (
+        ("sample_type", 1, _BYTES, False),
+        ("samples", 2, "Sample", True),
+        ("time_unix_nano", 3, _F.TYPE_FIXED64, False),
+        ("duration_nano", 4, _F.TYPE_INT64, False),
+        ("period_type", 5, _BYTES, False),
+        ("period", 6, _F.TYPE_INT64, False),
+        ("profile_id", 7, _BYTES, False),
+        ("dropped_attributes_count", 8, _F.TYPE_UINT32, False),
+        ("original_payload_format", 9, _BYTES, False),
+        ("original_payload", 10, _BYTES, False),
+        ("attribute_indices", 11, _BYTES, False),
+    )),
+    ("Sample", (
+        ("stack_index", 1, _INT32, False),
+        ("attribute_indices", 2, _BYTES, False),  # packed int32
+        ("link_index", 3, _INT32, False),
+        ("values", 4, _BYTES, False),  # packed int64
+        ("timestamps_unix_nano", 5, _BYTES, False),  # packed fixed64
+    )),
+)  # fmt: skip
 
 
-def _build_request_class() -> Any:
+def _message_class(package: str, schema: _Schema) -> Any:
     file = descriptor_pb2.FileDescriptorProto(
-        name="otelprof_collector_lite.proto", package=_PACKAGE, syntax="proto3"
+        name=f"{package}.proto", package=package, syntax="proto3"
     )
-    for message_name, fields in _SCHEMA:
+    for message_name, fields in schema:
         message = file.message_type.add(name=message_name)
-        for name, number, kind, repeated, lite in fields:
+        for name, number, kind, repeated in fields:
             field = message.field.add(
                 name=name,
                 number=number,
                 label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
-                type=_F.TYPE_MESSAGE if lite else kind,
             )
-            if lite:
-                field.type_name = f".{_PACKAGE}.{lite}"
+            if isinstance(kind, str):
+                field.type, field.type_name = _F.TYPE_MESSAGE, f".{package}.{kind}"
+            else:
+                field.type = kind
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.Request"))
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Request"))
 
 
-_LiteRequest = _build_request_class()
-_SAMPLE_FIELDS = operator.attrgetter(
-    "stack_index", "attribute_indices", "link_index", "values", "timestamps_unix_nano"
-)
+def _as_blobs(schema: _Schema) -> _Schema:
+    """The column schema with each repeated int32 read as the one packed blob that
+    re-encoding a column view writes for it."""
+    return tuple(
+        (
+            message,
+            tuple(
+                (name, number, _BYTES if kind == _INT32 else kind, repeated and kind != _INT32)
+                for name, number, kind, repeated in fields
+            ),
+        )
+        for message, fields in schema
+    )
+
+
+_ColumnRequest = _message_class("otelprof_collector.columns", _COLUMNS)
+_BlobRequest = _message_class("otelprof_collector.blobs", _as_blobs(_COLUMNS))
+_ShallowRequest = _message_class("otelprof_collector.shallow", _SHALLOW)
 _CONTINUATION_BYTES = bytes(range(0x80, 0x100))
 _DROP_CONTINUATION = operator.methodcaller("translate", None, _CONTINUATION_BYTES)
-SINGLE_BYTE_VARINT_LIMIT = 0x80
+_FIXED64_BYTES = 8
+_ONE_BYTE_LIMIT = 0x80  # varints below this are one byte
+_TWO_BYTE_LIMIT = 0x80 * 0x80
 
 
-def lite_profiles(wire: bytes) -> Optional[List[Any]]:
-    """The lite view's profiles in request order, or None when it may differ from the request."""
-    try:
-        lite = _LiteRequest.FromString(wire)
-        lite.DiscardUnknownFields()
-        if lite.SerializeToString() != wire:
-            return None
-    except Exception:  # anything unexpected: use the exact path
-        return None
-    return [
-        profile
-        for resource_profiles in lite.resource_profiles
-        for scope_profiles in resource_profiles.scope_profiles
-        for profile in scope_profiles.profiles
-    ]
+@functools.lru_cache(maxsize=1024)
+def _byte_classes(size: int) -> Tuple[bytes, bytes]:
+    """Translation tables for :func:`varints_in_range` with ``128 < size <= 16384``.
+
+    The largest valid index ``top`` has two varint bytes, ``low`` (continuation) then
+    ``high``. A varint is out of range exactly when a continuation byte is followed by another
+    continuation byte (three bytes or more, or negative), by a terminal byte above ``high``,
+    or, if its own 7 bits exceed ``low``, by ``high`` itself. ``before`` marks continuation
+    bytes (1, or 3 when above ``low``); ``after`` marks what may not follow any continuation
+    (1) and what may not follow one above ``low`` (2).
+    """
+    top = size - 1
+    high, low = top >> 7, top & 0x7F
+    before = bytes(0 if b < 0x80 else 1 if b & 0x7F <= low else 3 for b in range(256))
+    after = bytes(1 if b >= 0x80 or b > high else 2 if b == high else 0 for b in range(256))
+    return before, after
 
 
-def _in_range(low: int, high: int, size: int) -> bool:
-    return low >= 0 and (high < size or (size == 0 and high == 0))
-
-
-def samples_within(samples: Any, stacks: int, links: int, attributes: int) -> bool:
-    """True only if every sample of a lite profile passes; False means "check one by one"."""
-    if not samples:
+def varints_in_range(blob: bytes, size: int) -> Optional[bool]:
+    """Whether every varint in the packed ``blob`` is an index valid for a table of ``size``
+    (index 0 of an empty table means "not set"); None when ``size`` is too large to tell
+    without decoding. All byte-level work, no Python object per value."""
+    if not blob:
         return True
-    stack_column, attribute_blobs, link_column, values, timestamps = zip(
-        *map(_SAMPLE_FIELDS, samples)
-    )
-    if not _in_range(min(stack_column), max(stack_column), stacks):
+    if size <= _ONE_BYTE_LIMIT:
+        return not blob.translate(None, bytes(range(max(size, 1))))
+    if size > _TWO_BYTE_LIMIT:
+        return None
+    before, after = _byte_classes(size)
+    # Byte i of `before` meets byte i + 1 of `after`: one AND over two big integers.
+    marks = int.from_bytes(blob.translate(before), "little")
+    return not marks & (int.from_bytes(blob.translate(after), "little") >> 8)
+
+
+class Columns:
+    """The column view of a request's wire bytes, as integers and as packed varint blobs."""
+
+    def __init__(self, ints: Any) -> None:
+        self.ints = ints
+        self.blobs = _BlobRequest.FromString(ints.SerializeToString())
+
+    def in_range(self, path: str, size: int) -> bool:
+        """Every index in the column at ``path`` (``"dictionary.stack_table.location_indices"``)
+        is valid for a table of ``size``."""
+        verdict = varints_in_range(_getter(path)(self.blobs), size)
+        if verdict is None:  # a huge table: decode (slower, same answer)
+            return column_in_range(_getter(path)(self.ints), size)
+        return verdict
+
+    def merged(self, path: str) -> Any:
+        """The merged message at ``path`` in the integer view."""
+        return _getter(path)(self.ints)
+
+
+@functools.cache
+def _getter(path: str) -> Any:
+    return operator.attrgetter(path)
+
+
+def parse_columns(wire: bytes) -> Optional[Columns]:
+    """The column view of ``wire``, or None if it does not parse (then check entry by entry)."""
+    try:
+        return Columns(_ColumnRequest.FromString(wire))
+    except Exception:  # anything unexpected: the exact path decides
+        return None
+
+
+def canonical(wire: bytes) -> bool:
+    """Re-encoding the shallow view reproduces ``wire``: no unknown, unpacked, repeated or
+    out-of-order fields anywhere on the way to and inside the samples."""
+    try:
+        shallow = _ShallowRequest.FromString(wire)
+        shallow.DiscardUnknownFields()
+        return bool(shallow.SerializeToString() == wire)
+    except Exception:
         return False
-    if not _in_range(min(link_column), max(link_column), links):
+
+
+def column_in_range(column: Any, size: int) -> bool:
+    """Every index in ``column`` is valid for a table of ``size``; index 0 of an empty table
+    means "not set"."""
+    if not column:
+        return True
+    low, high = min(column), max(column)
+    return bool(low >= 0 and (high < size or (size == 0 and high == 0)))
+
+
+def _value_counts(blobs: Iterable[bytes]) -> List[int]:
+    # A varint ends in the one byte without the high bit: count those.
+    return list(map(len, map(_DROP_CONTINUATION, blobs)))
+
+
+def sample_counts_ok(samples: Any, sample_count: int, wire: bytes) -> bool:
+    """Every one of the request's ``sample_count`` samples has values or timestamps, and as
+    many of each when it has both. ``samples`` is the column view's merged ``Sample``.
+
+    False means "check sample by sample" (a problem, or a layout this cannot tell).
+    """
+    values, timestamps = samples.values, samples.timestamps_unix_nano
+    with_values, with_timestamps = len(values), len(timestamps)
+    if not with_values and not with_timestamps:
+        return sample_count == 0
+    # From here on the i-th blob of a column belongs to the i-th sample that has the field,
+    # and a blob is never empty (an empty one would not re-encode): only true if canonical.
+    if not canonical(wire):
         return False
-    joined = b"".join(attribute_blobs)
-    # Indices below 128 are one varint byte each; a larger index or table, or a negative
-    # index (ten bytes with the high bit set), is left to the exact path.
-    if joined and (
-        attributes > SINGLE_BYTE_VARINT_LIMIT or not _in_range(0, max(joined), attributes)
-    ):
-        return False
-    # A varint ends in the one byte without the high bit: count those. fixed64 is 8 bytes.
-    value_counts = list(map(len, map(_DROP_CONTINUATION, values)))
-    timestamp_counts = list(map(operator.rshift, map(len, timestamps), itertools.repeat(3)))
-    if 0 in map(max, value_counts, timestamp_counts):
-        return False
-    return value_counts == timestamp_counts or not any(timestamp_counts) or not any(value_counts)
+    if not with_timestamps:
+        return with_values == sample_count
+    if not with_values:
+        return with_timestamps == sample_count
+    if not with_values == with_timestamps == sample_count:
+        return False  # some samples with both, some with one: sample by sample
+    return _value_counts(values) == [len(blob) // _FIXED64_BYTES for blob in timestamps]

@@ -7,8 +7,6 @@ else is in the table). Ids must be 16 bytes (trace, profile) or 8 bytes (span), 
 
 from __future__ import annotations
 
-import itertools
-import operator
 from typing import Any, Optional, Sequence
 
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
@@ -16,21 +14,13 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
 )
 
 from collector_processor.errors import InvalidRequestError
-from collector_processor.fastcheck import lite_profiles, samples_within
+from collector_processor.fastcheck import Columns, column_in_range, parse_columns, sample_counts_ok
 
 __all__ = ["validate_request"]
 
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
 PROFILE_ID_BYTES = 16
-
-
-def _in_range(indices: Sequence[int], size: int) -> bool:
-    """Every one of ``indices`` is valid for a table of ``size`` (see the module docstring)."""
-    if not indices:
-        return True
-    low, high = min(indices), max(indices)
-    return low >= 0 and (high < size or (size == 0 and high == 0))
 
 
 def _out_of_range(where: str, index: int, table: str, size: int) -> InvalidRequestError:
@@ -43,7 +33,7 @@ def _index(where: str, index: int, table: str, size: int) -> None:
 
 
 def _indices(where: str, indices: Sequence[int], table: str, size: int) -> None:
-    if _in_range(indices, size):  # one min/max over the field; name the culprit only if not
+    if column_in_range(indices, size):  # one min/max over the field; name the culprit only if not
         return
     for position, index in enumerate(indices):
         _index(f"{where}[{position}]", index, table, size)
@@ -54,45 +44,36 @@ def _check_id(where: str, value: bytes, size: int) -> None:
         raise InvalidRequestError(f"{where} must be {size} bytes or empty, got {len(value)}")
 
 
-_ATTRIBUTE_STRINGS = operator.attrgetter("key_strindex", "unit_strindex")
-_FUNCTION_STRINGS = operator.attrgetter(
-    "name_strindex", "system_name_strindex", "filename_strindex"
-)
-_LINK_IDS = operator.attrgetter("trace_id", "span_id")
-_ID_LENGTHS = ({0, TRACE_ID_BYTES}, {0, SPAN_ID_BYTES})
-
-
-def _columns_in_range(table: Any, getter: Any, size: int) -> bool:
-    """Every value the tuple-returning ``getter`` reads from ``table`` is a valid index."""
-    return _in_range(list(itertools.chain.from_iterable(map(getter, table))), size)
-
-
 def _link_ids_ok(links: Any) -> bool:
-    if not links:
-        return True
-    columns = zip(*map(_LINK_IDS, links))
-    return all(set(map(len, ids)) <= allowed for ids, allowed in zip(columns, _ID_LENGTHS))
+    """Every trace id and span id has its length or is empty (``links``: a column view)."""
+    return set(map(len, links.trace_id)) <= {0, TRACE_ID_BYTES} and set(
+        map(len, links.span_id)
+    ) <= {0, SPAN_ID_BYTES}
 
 
-def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
+def _check_dictionary(request: ExportProfilesServiceRequest, view: Optional[Columns]) -> None:
+    """``view`` is the request's column view: a table whose columns are in range is not
+    walked; one that is not (or no view) is checked entry by entry, naming the first problem."""
     d = request.dictionary
     strings = len(d.string_table)
     if strings and d.string_table[0] != "":
         raise InvalidRequestError('dictionary.string_table[0] must be "" (the zero value)')
     attributes = len(d.attribute_table)
-    # Tables can hold thousands of entries: check whole columns first, entry by entry only
-    # when a column is out of range (to name the entry).
-    value_references = [a.value.string_value_strindex for a in d.attribute_table]
     if not (
-        _columns_in_range(d.attribute_table, _ATTRIBUTE_STRINGS, strings)
-        and _in_range(value_references, strings)
+        view is not None
+        and view.in_range("dictionary.attribute_table.key_strindex", strings)
+        and view.in_range("dictionary.attribute_table.unit_strindex", strings)
+        and view.in_range("dictionary.attribute_table.value.string_value_strindex", strings)
+        # Arrays and key/value lists may nest references: those tables take the exact path.
+        and not view.merged("dictionary.attribute_table.value").array_value
+        and not view.merged("dictionary.attribute_table.value").kvlist_value
     ):
         for i, attribute in enumerate(d.attribute_table):
             where = f"dictionary.attribute_table[{i}]"
             _index(f"{where}.key_strindex", attribute.key_strindex, "string_table", strings)
             _index(f"{where}.unit_strindex", attribute.unit_strindex, "string_table", strings)
             _check_any_value(f"{where}.value", attribute.value, strings)
-    if not _link_ids_ok(d.link_table):
+    if not (view is not None and _link_ids_ok(view.merged("dictionary.link_table"))):
         for i, link in enumerate(d.link_table):
             _check_id(f"dictionary.link_table[{i}].trace_id", link.trace_id, TRACE_ID_BYTES)
             _check_id(f"dictionary.link_table[{i}].span_id", link.span_id, SPAN_ID_BYTES)
@@ -103,10 +84,11 @@ def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
             "dictionary.link_table[0] must be the zero link (empty or all-zero ids)"
         )
     mappings, functions = len(d.mapping_table), len(d.function_table)
-    mapping_ok = _in_range([m.filename_strindex for m in d.mapping_table], strings) and _in_range(
-        [i for m in d.mapping_table for i in m.attribute_indices], attributes
-    )
-    if not mapping_ok:
+    if not (
+        view is not None
+        and view.in_range("dictionary.mapping_table.filename_strindex", strings)
+        and view.in_range("dictionary.mapping_table.attribute_indices", attributes)
+    ):
         for i, mapping in enumerate(d.mapping_table):
             where = f"dictionary.mapping_table[{i}]"
             _index(f"{where}.filename_strindex", mapping.filename_strindex, "string_table", strings)
@@ -116,21 +98,23 @@ def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
                 "attribute_table",
                 attributes,
             )
-    if not _columns_in_range(d.function_table, _FUNCTION_STRINGS, strings):
+    if not (
+        view is not None
+        and view.in_range("dictionary.function_table.name_strindex", strings)
+        and view.in_range("dictionary.function_table.system_name_strindex", strings)
+        and view.in_range("dictionary.function_table.filename_strindex", strings)
+    ):
         for i, function in enumerate(d.function_table):
             where = f"dictionary.function_table[{i}]"
             for name in ("name_strindex", "system_name_strindex", "filename_strindex"):
                 _index(f"{where}.{name}", getattr(function, name), "string_table", strings)
-    table = d.location_table
-    location_ok = (
-        _in_range([location.mapping_index for location in table], mappings)
-        and _in_range([i for location in table for i in location.attribute_indices], attributes)
-        and _in_range(
-            [line.function_index for location in table for line in location.lines], functions
-        )
-    )
-    if not location_ok:
-        for i, location in enumerate(table):
+    if not (
+        view is not None
+        and view.in_range("dictionary.location_table.mapping_index", mappings)
+        and view.in_range("dictionary.location_table.attribute_indices", attributes)
+        and view.in_range("dictionary.location_table.lines.function_index", functions)
+    ):
+        for i, location in enumerate(d.location_table):
             where = f"dictionary.location_table[{i}]"
             _index(f"{where}.mapping_index", location.mapping_index, "mapping_table", mappings)
             _indices(
@@ -146,8 +130,10 @@ def _check_dictionary(request: ExportProfilesServiceRequest) -> None:
                     "function_table",
                     functions,
                 )
-    locations = len(table)
-    if not _in_range([i for stack in d.stack_table for i in stack.location_indices], locations):
+    locations = len(d.location_table)
+    if not (
+        view is not None and view.in_range("dictionary.stack_table.location_indices", locations)
+    ):
         for i, stack in enumerate(d.stack_table):
             _indices(
                 f"dictionary.stack_table[{i}].location_indices",
@@ -208,17 +194,47 @@ def _check_samples(where: str, samples: Any, request: ExportProfilesServiceReque
             )
 
 
-def validate_request(request: ExportProfilesServiceRequest, wire: Optional[bytes] = None) -> None:
+def _sample_count(request: ExportProfilesServiceRequest) -> int:
+    return sum(
+        len(profile.samples)
+        for resource_profiles in request.resource_profiles
+        for scope_profiles in resource_profiles.scope_profiles
+        for profile in scope_profiles.profiles
+    )
+
+
+_SAMPLES = "resource_profiles.scope_profiles.profiles.samples"
+
+
+def _samples_ok(request: ExportProfilesServiceRequest, view: Columns, wire: bytes) -> bool:
+    """Every sample of the request passes, from the column view (False: check one by one)."""
+    d = request.dictionary
+    return (
+        view.in_range(f"{_SAMPLES}.stack_index", len(d.stack_table))
+        and view.in_range(f"{_SAMPLES}.link_index", len(d.link_table))
+        and view.in_range(f"{_SAMPLES}.attribute_indices", len(d.attribute_table))
+        and sample_counts_ok(view.merged(_SAMPLES), _sample_count(request), wire)
+    )
+
+
+def validate_request(
+    request: ExportProfilesServiceRequest, wire: Optional[bytes] = None, *, fast: bool = True
+) -> None:
     """Raise :class:`InvalidRequestError` naming the first structural problem in ``request``.
 
-    ``wire`` (the bytes ``request`` was parsed from) enables the fast sample checks.
+    ``wire`` is the protobuf ``request`` was parsed from (serialized here when not given).
+    ``fast=False`` walks every entry and sample, as the fast path does for whatever its
+    column checks cannot clear (for tests and comparisons).
     """
-    _check_dictionary(request)
+    view = None
+    if fast:
+        if wire is None:
+            wire = request.SerializeToString()
+        view = parse_columns(wire)
+    _check_dictionary(request, view)
     d = request.dictionary
     strings, attributes = len(d.string_table), len(d.attribute_table)
-    stacks, links = len(d.stack_table), len(d.link_table)
-    lite = lite_profiles(wire) if wire is not None else None
-    position = 0
+    samples_ok = view is not None and wire is not None and _samples_ok(request, view, wire)
     for r, resource_profiles in enumerate(request.resource_profiles):
         _check_attributes(
             f"resource_profiles[{r}].resource.attributes",
@@ -242,9 +258,5 @@ def validate_request(request: ExportProfilesServiceRequest, wire: Optional[bytes
                     "attribute_table",
                     attributes,
                 )
-                fast = lite is not None and samples_within(
-                    lite[position].samples, stacks, links, attributes
-                )
-                position += 1
-                if not fast:
+                if not samples_ok:
                     _check_samples(f"{where}.samples", profile.samples, request)

@@ -5,10 +5,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import pytest
-from opentelemetry.proto.profiles.v1development import profiles_pb2 as pb
 
 from collector_processor.errors import InvalidRequestError
-from collector_processor.fastcheck import lite_profiles, samples_within
 from collector_processor.validation import validate_request
 
 from .payloads import make_request
@@ -155,87 +153,47 @@ def test_a_realistic_request_is_valid() -> None:
     request = make_request(samples_per_profile=50)
     validate_request(request)
     validate_request(request, request.SerializeToString())
+    validate_request(request, fast=False)
 
 
-def test_the_fast_path_accepts_a_valid_request_on_its_own() -> None:
-    request = make_request(samples_per_profile=50)
-    lite = lite_profiles(request.SerializeToString())
-    assert lite is not None and len(lite) == 2
-    d = request.dictionary
-    sizes = (len(d.stack_table), len(d.link_table), len(d.attribute_table))
-    assert all(samples_within(profile.samples, *sizes) for profile in lite)
-
-
-def _length_delimited(number: int, payload: bytes) -> bytes:
-    assert len(payload) < 128 or number < 16
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def test_the_fast_path_steps_aside_for_unpacked_or_unknown_fields() -> None:
-    valid = make_request()
-    assert lite_profiles(valid.SerializeToString() + b"\xa0\x06\x01") is None  # field 100
-    # A sample whose attribute_indices is unpacked (legal proto: one varint per element).
-    sample = pb.Sample(stack_index=1, values=[5]).SerializeToString() + bytes([0x10, 0x09])
-    profile_bytes = _length_delimited(2, sample)
-    wire = _length_delimited(1, _length_delimited(2, _length_delimited(2, profile_bytes)))
-    wire += _length_delimited(2, valid.dictionary.SerializeToString())
-    request = type(valid).FromString(wire)
-    assert list(
-        request.resource_profiles[0].scope_profiles[0].profiles[0].samples[0].attribute_indices
-    ) == [9]
-    assert lite_profiles(wire) is None
-    with pytest.raises(InvalidRequestError) as caught:
-        validate_request(request, wire)
-    assert str(caught.value) == (
-        f"{P0}.samples[0].attribute_indices[0] 9 out of range (attribute_table has 6)"
-    )
-
-
-@pytest.mark.parametrize("with_wire", [False, True], ids=["exact-path", "fast-path"])
+@pytest.mark.parametrize("fast", [False, True], ids=["exact-path", "fast-path"])
 @pytest.mark.parametrize(("mutate", "message"), CASES, ids=[c[1][:60] for c in CASES])
 def test_each_rule_names_the_problem(
-    mutate: Callable[[Any], None], message: str, with_wire: bool
+    mutate: Callable[[Any], None], message: str, fast: bool
 ) -> None:
     request = make_request()
     mutate(request)
-    wire = request.SerializeToString() if with_wire else None
     with pytest.raises(InvalidRequestError) as caught:
-        validate_request(request, wire)
+        validate_request(request, request.SerializeToString(), fast=fast)
     assert str(caught.value) == message
 
 
-def test_string_table_must_start_with_the_empty_string() -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["exact-path", "fast-path"])
+def test_string_table_must_start_with_the_empty_string(fast: bool) -> None:
     request = make_request()
     request.dictionary.string_table[0] = "x"
     with pytest.raises(InvalidRequestError, match=r'string_table\[0\] must be ""'):
-        validate_request(request)
+        validate_request(request, fast=fast)
 
 
-def test_index_zero_into_an_empty_table_means_not_set() -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["exact-path", "fast-path"])
+def test_index_zero_into_an_empty_table_means_not_set(fast: bool) -> None:
     request = make_request()
     del request.dictionary.link_table[:]
     for profile_ in request.resource_profiles[0].scope_profiles[0].profiles:
         for sample_ in profile_.samples:
             sample_.link_index = 0
-    validate_request(request)
+    validate_request(request, fast=fast)
     profile(request).samples[0].link_index = 1
     with pytest.raises(
         InvalidRequestError, match=r"link_index 1 out of range \(link_table has 0\)"
     ):
-        validate_request(request)
+        validate_request(request, fast=fast)
 
 
-def test_link_zero_may_hold_all_zero_ids() -> None:
+@pytest.mark.parametrize("fast", [False, True], ids=["exact-path", "fast-path"])
+def test_link_zero_may_hold_all_zero_ids(fast: bool) -> None:
     request = make_request()
     request.dictionary.link_table[0].trace_id = bytes(16)
     request.dictionary.link_table[0].span_id = bytes(8)
-    validate_request(request)
+    validate_request(request, fast=fast)
