@@ -67,11 +67,11 @@ class ProfilerConfig:
     resource_attributes: Mapping[str, str] = field(default_factory=dict)
     exporter: ExporterConfig = field(default_factory=ExporterConfig)
     # Precise (yappi) and memory (tracemalloc) windows, GC, overhead governor: docs/windows.md.
-    precise_window_seconds: float = 1.0
-    precise_interval_seconds: float = 300.0
+    precise_window_seconds: float = 0.5
+    precise_interval_seconds: float = 600.0
     precise_clock: str = "wall"
-    memory_window_seconds: float = 2.0
-    memory_interval_seconds: float = 300.0
+    memory_window_seconds: float = 0.5
+    memory_interval_seconds: float = 3600.0
     memory_traceback_depth: int = 8
     memory_overhead_cap_mib: float = 16.0
     memory_snapshot_interval_seconds: float = 10.0

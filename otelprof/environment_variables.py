@@ -74,7 +74,7 @@ OTEL_PYTHON_PROFILER_PRECISE_WINDOW = "OTEL_PYTHON_PROFILER_PRECISE_WINDOW"
 .. envvar:: OTEL_PYTHON_PROFILER_PRECISE_WINDOW
 
 Length in seconds of the scheduled precise (yappi) windows: exact per-function times and call
-counts. ``0`` disables the scheduled ones (on-demand windows still work). Default ``1``; range
+counts. ``0`` disables the scheduled ones (on-demand windows still work). Default ``0.5``; range
 0 to 3600; at most one window per :envvar:`OTEL_PYTHON_PROFILER_PRECISE_INTERVAL`.
 """
 
@@ -83,7 +83,7 @@ OTEL_PYTHON_PROFILER_PRECISE_INTERVAL = "OTEL_PYTHON_PROFILER_PRECISE_INTERVAL"
 .. envvar:: OTEL_PYTHON_PROFILER_PRECISE_INTERVAL
 
 Seconds per scheduling interval of precise windows: at most one window per interval, placed at a
-random offset inside it. Default ``300``; range 1 to 86400; not shorter than the window.
+random offset inside it. Default ``600``; range 1 to 86400; not shorter than the window.
 """
 
 OTEL_PYTHON_PROFILER_PRECISE_CLOCK = "OTEL_PYTHON_PROFILER_PRECISE_CLOCK"
@@ -99,15 +99,16 @@ OTEL_PYTHON_PROFILER_MEMORY_WINDOW = "OTEL_PYTHON_PROFILER_MEMORY_WINDOW"
 .. envvar:: OTEL_PYTHON_PROFILER_MEMORY_WINDOW
 
 Length in seconds of the scheduled memory (tracemalloc) windows. ``0`` disables the scheduled
-ones. Default ``2``; range 0 to 3600; at most one window per
-:envvar:`OTEL_PYTHON_PROFILER_MEMORY_INTERVAL`.
+ones. Default ``0.5``; range 0 to 3600; at most one window per
+:envvar:`OTEL_PYTHON_PROFILER_MEMORY_INTERVAL`. tracemalloc slows allocation-heavy code more
+than tenfold, so memory windows are short and rare by default.
 """
 
 OTEL_PYTHON_PROFILER_MEMORY_INTERVAL = "OTEL_PYTHON_PROFILER_MEMORY_INTERVAL"
 """
 .. envvar:: OTEL_PYTHON_PROFILER_MEMORY_INTERVAL
 
-Seconds per scheduling interval of memory windows. Default ``300``; range 1 to 86400.
+Seconds per scheduling interval of memory windows. Default ``3600``; range 1 to 86400.
 """
 
 OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH = "OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH"
@@ -155,9 +156,9 @@ OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET = "OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET"
 .. envvar:: OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET
 
 Share of the process's CPU the agent may spend (its own threads plus the slowdown of open
-windows), as a fraction: ``0.01`` (default) is 1%. The overhead governor shortens or skips
-scheduled windows to stay inside it; on-demand windows always run, and count against it.
-Range 0 to 1.
+windows), as a fraction: ``0.01`` (default) is 1%, over a sliding span of twice the longest
+window interval (at least 600 s). The overhead governor shortens or skips scheduled windows to
+stay inside it; on-demand windows always run, and count against it. Range 0 to 1.
 """
 
 OTEL_PYTHON_PROFILER_WINDOW_SIGNAL = "OTEL_PYTHON_PROFILER_WINDOW_SIGNAL"

@@ -16,7 +16,13 @@ from otelprof.model import Attributes, Profile
 from otelprof.samplers.gc import GCSampler
 from otelprof.samplers.stack import Tagger
 from otelprof.windows import signals
-from otelprof.windows.governor import AgentCpuMeter, OverheadGovernor, log_admission
+from otelprof.windows.governor import (
+    MIN_HORIZON_SECONDS,
+    AgentCpuMeter,
+    OverheadGovernor,
+    SlowdownProbe,
+    log_admission,
+)
 from otelprof.windows.handle import WindowHandle
 from otelprof.windows.leaks import LeakCandidate, LeakDetector, leak_profiles
 from otelprof.windows.memory import HeapObservation, MemoryEngine, StackCache
@@ -68,8 +74,9 @@ class WindowManager:
         self.span_to_tag = span_to_tag
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
-        self.governor = OverheadGovernor(config.overhead_budget, clock=clock)
+        self.governor = self._new_governor()
         self.meter = AgentCpuMeter()
+        self.probe = SlowdownProbe()
         self.leaks = LeakDetector(config.leak_min_windows, config.leak_min_bytes_per_second)
         self.gc: Optional[GCSampler] = None
         if config.gc_profiling and not standalone:
@@ -91,6 +98,14 @@ class WindowManager:
         self._usage_lock = threading.Lock()
         self._window_app_cpu = 0.0  # application CPU seen while the current window is open
         self._signal = signals.WindowSignal()
+
+    def _new_governor(self) -> OverheadGovernor:
+        # The budget holds over at least two of the longest intervals, so that a rare but
+        # expensive window (an hourly memory window) can be paid for by the time between.
+        config = self.config
+        longest = max(config.precise_interval_seconds, config.memory_interval_seconds)
+        horizon = max(MIN_HORIZON_SECONDS, 2 * longest)
+        return OverheadGovernor(config.overhead_budget, horizon, clock=self._clock)
 
     def _specs(self) -> List[WindowSpec]:
         config = self.config
@@ -167,7 +182,7 @@ class WindowManager:
             engine.restore()
         self._init_runtime_state()
         self._collected.clear()
-        self.governor = OverheadGovernor(self.config.overhead_budget, clock=self._clock)
+        self.governor = self._new_governor()
         self.leaks.reset()
         if self.gc is not None:
             self.gc.reset_after_fork()
@@ -259,6 +274,7 @@ class WindowManager:
             ("otelprof.window.trigger", planned.trigger),
         )
         self._account_usage(in_window=False)
+        self.probe.calibrate()
         self._window_app_cpu = 0.0
         started = self._clock()
         started_unix = time.time_ns()
@@ -279,6 +295,7 @@ class WindowManager:
         profiles: List[Profile] = []
         leaks: List[LeakCandidate] = []
         error_text: Optional[str] = None
+        slowdown: Optional[float] = None
         try:
             if handle is not None:
                 handle.mark_opened()
@@ -286,6 +303,7 @@ class WindowManager:
             closed_early = self._hold_open(engine, started, length, handle, checkpoint)
             if handle is not None:
                 handle.closed_early = closed_early
+            slowdown = self.probe.slowdown() if engine.running else None
             if isinstance(engine, PreciseEngine):
                 duration = time.time_ns() - started_unix
                 profiles = engine.close(started_unix, duration, attributes)
@@ -300,7 +318,7 @@ class WindowManager:
             self._account_usage(in_window=True)
             self._current = None
             self.governor.record_window(
-                engine.cost_key, self._clock() - started, self._window_app_cpu
+                engine.cost_key, self._clock() - started, self._window_app_cpu, slowdown
             )
         self._deliver(profiles, handle, error_text, leaks)
 

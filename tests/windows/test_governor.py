@@ -125,3 +125,14 @@ def test_each_adjustment_is_logged_once(caplog: pytest.LogCaptureFixture):
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1
     assert "shortened from 10 s to 3 s" in lines[0] and "1% CPU budget" in lines[0]
+
+
+def test_a_saturated_application_is_charged_through_the_measured_slowdown():
+    clock = FakeClock()
+    governor = _governor(clock)
+    _run_app(governor, clock, 100, 1.0)  # the application uses all the CPU it can get
+    # During the window it used no more CPU (it just served less): the rate says nothing ...
+    assert governor.record_window("precise:wall", 2.0, 2.0) == 0.0
+    # ... but the probe ran 4 times slower: three quarters of that CPU went to the window.
+    assert governor.record_window("precise:wall", 2.0, 2.0, slowdown=4.0) == pytest.approx(1.5)
+    assert governor.cost_factors["precise:wall"] == pytest.approx(0.375)
