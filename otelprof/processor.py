@@ -169,8 +169,9 @@ class ExportProcessor:
             return
         if request is None:
             return
+        dropped: Optional[_Pending] = None
         if len(self._queue) >= self._queue_size:
-            self._queue.popleft()
+            dropped = self._queue.popleft()
             self.dropped_requests += 1
             self._throttle.warn(
                 "export queue full (%d requests): dropped the oldest profile; %d dropped so far",
@@ -178,6 +179,12 @@ class ExportProcessor:
                 self.dropped_requests,
             )
         self._queue.append(_Pending(request))
+        if dropped is not None and dropped.first_attempt is not None:
+            # The endpoint is failing: the new head inherits the backoff, or a full queue
+            # would turn every collection into an immediate retry.
+            head = self._queue[0]
+            head.next_attempt = max(head.next_attempt, dropped.next_attempt)
+            head.attempts = max(head.attempts, dropped.attempts)
 
     def _send_due(self, now: float, drain: bool = False) -> None:
         """Send queued requests in order while they are due (all of them when draining)."""

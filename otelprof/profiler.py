@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
@@ -133,10 +134,12 @@ class Profiler:
         timeout = (
             self.config.shutdown_timeout_seconds if timeout_seconds is None else timeout_seconds
         )
+        # One deadline for the whole stop, not one per stage.
+        deadline = time.monotonic() + timeout
         try:
             self.sampler.stop()
             self.windows.stop(timeout)  # its last window's profiles go out with the final export
-            self.processor.shutdown(timeout)
+            self.processor.shutdown(max(0.0, deadline - time.monotonic()))
             self.correlation.stop()  # after the final collect, which still adds endpoints
         except Exception:
             _logger.exception("otelprof: error while stopping the profiler")

@@ -182,3 +182,28 @@ def test_exporter_that_raises_does_not_kill_the_worker():
     clock.advance(10.0)
     processor.step()
     assert processor.failed_requests == 1 and not processor._queue
+
+
+def test_a_full_queue_keeps_backing_off_instead_of_retrying_at_every_collection():
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    exporter.set_results([RETRY] * 100)
+    processor = _processor(
+        exporter,
+        clock,
+        queue_size=1,
+        policy=RetryPolicy(
+            initial_interval_seconds=25.0,
+            max_interval_seconds=25.0,
+            randomization_factor=0.0,
+            max_elapsed_seconds=1000,
+        ),
+    )
+    clock.advance(10.0)
+    processor.step()  # request-1 fails: next attempt in 25 s
+    clock.advance(10.0)
+    processor.step()  # request-2 replaces it; it inherits the wait instead of trying now
+    assert exporter.attempts == 1
+    assert processor.dropped_requests == 1
+    clock.advance(15.0)
+    processor.step()
+    assert exporter.attempts == 2
