@@ -24,25 +24,27 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, unknown_fields
 
 __all__ = [
     "Columns",
     "canonical",
     "column_in_range",
     "parse_columns",
-    "sample_counts_ok",
     "varints_in_range",
 ]
 
 _F = descriptor_pb2.FieldDescriptorProto
-_BYTES, _INT32 = _F.TYPE_BYTES, _F.TYPE_INT32
+_BYTES, _INT32, _UINT64, _INT64 = _F.TYPE_BYTES, _F.TYPE_INT32, _F.TYPE_UINT64, _F.TYPE_INT64
+_PACKED = "packed"  # a packed repeated int32: read as the bytes of each occurrence
 _Schema = Tuple[Tuple[str, Tuple[Tuple[str, int, Any, bool], ...]], ...]
 
 # Column view: a field whose type is a message name is a (merged) singular message; a scalar
-# field is repeated. Field numbers as in profiles.proto (v1.10) and common.proto.
+# field is repeated. Field numbers as in profiles.proto (v1.10) and common.proto. Fields that
+# are never checked are declared anyway in messages with packed columns, so that anything
+# unknown there means an unexpected encoding (an unpacked index, say: see Columns).
 _COLUMNS: _Schema = (
     ("Request", (
         ("resource_profiles", 1, "ResourceProfiles", False),
@@ -53,7 +55,7 @@ _COLUMNS: _Schema = (
     ("Profile", (("samples", 2, "Sample", False),)),
     ("Sample", (
         ("stack_index", 1, _INT32, True),
-        ("attribute_indices", 2, _INT32, True),
+        ("attribute_indices", 2, _PACKED, True),
         ("link_index", 3, _INT32, True),
         ("values", 4, _BYTES, True),  # one packed blob per sample, when canonical
         ("timestamps_unix_nano", 5, _BYTES, True),
@@ -66,11 +68,18 @@ _COLUMNS: _Schema = (
         ("attribute_table", 6, "Attribute", False),
         ("stack_table", 7, "Stack", False),
     )),
-    ("Mapping", (("filename_strindex", 4, _INT32, True), ("attribute_indices", 5, _INT32, True))),
+    ("Mapping", (
+        ("memory_start", 1, _UINT64, True),
+        ("memory_limit", 2, _UINT64, True),
+        ("file_offset", 3, _UINT64, True),
+        ("filename_strindex", 4, _INT32, True),
+        ("attribute_indices", 5, _PACKED, True),
+    )),
     ("Location", (
         ("mapping_index", 1, _INT32, True),
+        ("address", 2, _UINT64, True),
         ("lines", 3, "Line", False),
-        ("attribute_indices", 4, _INT32, True),
+        ("attribute_indices", 4, _PACKED, True),
     )),
     ("Line", (("function_index", 1, _INT32, True),)),
     ("Function", (
@@ -90,8 +99,9 @@ _COLUMNS: _Schema = (
         ("kvlist_value", 6, _BYTES, True),
         ("string_value_strindex", 8, _INT32, True),
     )),
-    ("Stack", (("location_indices", 1, _INT32, True),)),
+    ("Stack", (("location_indices", 1, _PACKED, True),)),
 )  # fmt: skip
+_SAMPLES = "resource_profiles.scope_profiles.profiles.samples"
 
 # Shallow view for the canonical-encoding proof: what samples hold is kept as bytes, and
 # everything above them is structured just enough to reach them.
@@ -133,7 +143,7 @@ _SHALLOW: _Schema = (
 )  # fmt: skip
 
 
-def _message_class(package: str, schema: _Schema) -> Any:
+def _message_classes(package: str, schema: _Schema) -> Dict[str, Any]:
     file = descriptor_pb2.FileDescriptorProto(
         name=f"{package}.proto", package=package, syntax="proto3"
     )
@@ -145,13 +155,18 @@ def _message_class(package: str, schema: _Schema) -> Any:
                 number=number,
                 label=_F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL,
             )
-            if isinstance(kind, str):
+            if kind == _PACKED:
+                field.type = _BYTES
+            elif isinstance(kind, str):
                 field.type, field.type_name = _F.TYPE_MESSAGE, f".{package}.{kind}"
             else:
                 field.type = kind
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.Request"))
+    return {
+        name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{package}.{name}"))
+        for name, _ in schema
+    }
 
 
 def _as_blobs(schema: _Schema) -> _Schema:
@@ -169,9 +184,14 @@ def _as_blobs(schema: _Schema) -> _Schema:
     )
 
 
-_ColumnRequest = _message_class("otelprof_collector.columns", _COLUMNS)
-_BlobRequest = _message_class("otelprof_collector.blobs", _as_blobs(_COLUMNS))
-_ShallowRequest = _message_class("otelprof_collector.shallow", _SHALLOW)
+_ColumnRequest = _message_classes("otelprof_collector.columns", _COLUMNS)["Request"]
+_BLOB_CLASSES = _message_classes("otelprof_collector.blobs", _as_blobs(_COLUMNS))
+_Int32Column = _message_classes(
+    "otelprof_collector.decoded", (("Column", (("values", 1, _INT32, True),)),)
+)["Column"]
+_PACKED_TAG = b"\x0a"  # field 1, length-delimited
+_KINDS = {(message, name): kind for message, fields in _COLUMNS for name, _, kind, _ in fields}
+_ShallowRequest = _message_classes("otelprof_collector.shallow", _SHALLOW)["Request"]
 _CONTINUATION_BYTES = bytes(range(0x80, 0x100))
 _DROP_CONTINUATION = operator.methodcaller("translate", None, _CONTINUATION_BYTES)
 _FIXED64_BYTES = 8
@@ -210,27 +230,69 @@ def varints_in_range(blob: bytes, size: int) -> Optional[bool]:
     before, after = _byte_classes(size)
     # Byte i of `before` meets byte i + 1 of `after`: one AND over two big integers.
     marks = int.from_bytes(blob.translate(before), "little")
-    return not marks & (int.from_bytes(blob.translate(after), "little") >> 8)
+    return not marks & int.from_bytes(blob[1:].translate(after), "little")
 
 
 class Columns:
-    """The column view of a request's wire bytes, as integers and as packed varint blobs."""
+    """The column view of a request's wire bytes; index columns read as packed varint bytes."""
 
-    def __init__(self, ints: Any) -> None:
-        self.ints = ints
-        self.blobs = _BlobRequest.FromString(ints.SerializeToString())
+    def __init__(self, view: Any) -> None:
+        self.view = view
+        self._blobs: Dict[str, Any] = {}
+        self._plain: Dict[str, bool] = {}
+
+    def _packed_bytes(self, parent: str, merged: Any, name: str) -> Optional[bytes]:
+        # Unpacked elements of a packed column would be unknown fields here (wrong wire type):
+        # only a merged message without unknown fields has all its values in the blobs.
+        plain = self._plain.get(parent)
+        if plain is None:
+            plain = self._plain[parent] = not unknown_fields.UnknownFieldSet(merged)
+        return b"".join(getattr(merged, name)) if plain else None
+
+    def _varint_bytes(self, parent: str, merged: Any, name: str) -> bytes:
+        # Re-encoding writes each repeated int32 as one packed field: read it back as bytes.
+        blobs = self._blobs.get(parent)
+        if blobs is None:
+            blob_class = _BLOB_CLASSES[merged.DESCRIPTOR.name]
+            blobs = self._blobs[parent] = blob_class.FromString(merged.SerializeToString())
+        return bytes(getattr(blobs, name))
 
     def in_range(self, path: str, size: int) -> bool:
         """Every index in the column at ``path`` (``"dictionary.stack_table.location_indices"``)
         is valid for a table of ``size``."""
-        verdict = varints_in_range(_getter(path)(self.blobs), size)
+        parent, _, name = path.rpartition(".")
+        merged = _getter(parent)(self.view)
+        if _KINDS[merged.DESCRIPTOR.name, name] == _PACKED:
+            blob = self._packed_bytes(parent, merged, name)
+            if blob is None:
+                return False
+        else:
+            blob = self._varint_bytes(parent, merged, name)
+        verdict = varints_in_range(blob, size)
         if verdict is None:  # a huge table: decode (slower, same answer)
-            return column_in_range(_getter(path)(self.ints), size)
+            return _decoded_in_range(blob, size)
         return verdict
 
+    def samples_ok(
+        self, wire: bytes, sample_count: int, stacks: int, links: int, attributes: int
+    ) -> bool:
+        """Every one of the request's ``sample_count`` samples passes; False means "check
+        sample by sample" (a problem, or a layout this cannot vouch for)."""
+        samples = self.view.resource_profiles.scope_profiles.profiles.samples
+        # Nothing unknown in any sample (an unpacked value, say), and canonical (see there).
+        if unknown_fields.UnknownFieldSet(samples) or not canonical(wire):
+            return False
+        self._plain[_SAMPLES] = True
+        return (
+            self.in_range(f"{_SAMPLES}.stack_index", stacks)
+            and self.in_range(f"{_SAMPLES}.link_index", links)
+            and self.in_range(f"{_SAMPLES}.attribute_indices", attributes)
+            and _counts_ok(samples, sample_count)
+        )
+
     def merged(self, path: str) -> Any:
-        """The merged message at ``path`` in the integer view."""
-        return _getter(path)(self.ints)
+        """The merged message at ``path``."""
+        return _getter(path)(self.view)
 
 
 @functools.cache
@@ -247,14 +309,29 @@ def parse_columns(wire: bytes) -> Optional[Columns]:
 
 
 def canonical(wire: bytes) -> bool:
-    """Re-encoding the shallow view reproduces ``wire``: no unknown, unpacked, repeated or
-    out-of-order fields anywhere on the way to and inside the samples."""
+    """Re-encoding the shallow view reproduces ``wire``: no field of a sample written twice or
+    empty, nothing out of order on the way to the samples. Unknown fields survive re-encoding
+    when they come last in their message: :meth:`Columns.samples_ok` rules them out in
+    samples."""
     try:
-        shallow = _ShallowRequest.FromString(wire)
-        shallow.DiscardUnknownFields()
-        return bool(shallow.SerializeToString() == wire)
+        return bool(_ShallowRequest.FromString(wire).SerializeToString() == wire)
     except Exception:
         return False
+
+
+def _decoded_in_range(blob: bytes, size: int) -> bool:
+    """:func:`varints_in_range` by decoding, for tables too large for the byte checks."""
+    ints = _Int32Column.FromString(_PACKED_TAG + _varint(len(blob)) + blob)
+    return column_in_range(ints.values, size)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= _ONE_BYTE_LIMIT:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def column_in_range(column: Any, size: int) -> bool:
@@ -271,20 +348,13 @@ def _value_counts(blobs: Iterable[bytes]) -> List[int]:
     return list(map(len, map(_DROP_CONTINUATION, blobs)))
 
 
-def sample_counts_ok(samples: Any, sample_count: int, wire: bytes) -> bool:
+def _counts_ok(samples: Any, sample_count: int) -> bool:
     """Every one of the request's ``sample_count`` samples has values or timestamps, and as
-    many of each when it has both. ``samples`` is the column view's merged ``Sample``.
-
-    False means "check sample by sample" (a problem, or a layout this cannot tell).
-    """
+    many of each when it has both; ``samples`` is the merged ``Sample`` of a request written
+    canonically, so the i-th blob of a column belongs to the i-th sample that has the field,
+    and no blob is empty."""
     values, timestamps = samples.values, samples.timestamps_unix_nano
     with_values, with_timestamps = len(values), len(timestamps)
-    if not with_values and not with_timestamps:
-        return sample_count == 0
-    # From here on the i-th blob of a column belongs to the i-th sample that has the field,
-    # and a blob is never empty (an empty one would not re-encode): only true if canonical.
-    if not canonical(wire):
-        return False
     if not with_timestamps:
         return with_values == sample_count
     if not with_values:

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
 )
 
 from collector_processor.errors import InvalidRequestError
-from collector_processor.fastcheck import Columns, column_in_range, parse_columns, sample_counts_ok
+from collector_processor.fastcheck import Columns, column_in_range, parse_columns
 
 __all__ = ["validate_request"]
 
@@ -203,20 +203,6 @@ def _sample_count(request: ExportProfilesServiceRequest) -> int:
     )
 
 
-_SAMPLES = "resource_profiles.scope_profiles.profiles.samples"
-
-
-def _samples_ok(request: ExportProfilesServiceRequest, view: Columns, wire: bytes) -> bool:
-    """Every sample of the request passes, from the column view (False: check one by one)."""
-    d = request.dictionary
-    return (
-        view.in_range(f"{_SAMPLES}.stack_index", len(d.stack_table))
-        and view.in_range(f"{_SAMPLES}.link_index", len(d.link_table))
-        and view.in_range(f"{_SAMPLES}.attribute_indices", len(d.attribute_table))
-        and sample_counts_ok(view.merged(_SAMPLES), _sample_count(request), wire)
-    )
-
-
 def validate_request(
     request: ExportProfilesServiceRequest, wire: Optional[bytes] = None, *, fast: bool = True
 ) -> None:
@@ -234,7 +220,17 @@ def validate_request(
     _check_dictionary(request, view)
     d = request.dictionary
     strings, attributes = len(d.string_table), len(d.attribute_table)
-    samples_ok = view is not None and wire is not None and _samples_ok(request, view, wire)
+    samples_ok = (
+        view is not None
+        and wire is not None
+        and view.samples_ok(
+            wire,
+            _sample_count(request),
+            len(d.stack_table),
+            len(d.link_table),
+            len(d.attribute_table),
+        )
+    )
     for r, resource_profiles in enumerate(request.resource_profiles):
         _check_attributes(
             f"resource_profiles[{r}].resource.attributes",

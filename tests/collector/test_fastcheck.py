@@ -94,9 +94,23 @@ def test_samples_with_and_without_timestamps_side_by_side_are_valid() -> None:
     validate_request(request, request.SerializeToString())
 
 
-def test_unknown_fields_and_unpacked_indices_take_the_exact_path() -> None:
+def test_unknown_fields_in_samples_take_the_exact_path(monkeypatch: pytest.MonkeyPatch) -> None:
     valid = make_request()
-    assert not canonical(valid.SerializeToString() + b"\xa0\x06\x01")  # field 100
+    # Field 100 at the end of a sample: re-encoding keeps it where it is, so only the check
+    # for unknown fields in samples turns the fast path down.
+    sample = pb.Sample(stack_index=1, values=[5]).SerializeToString() + b"\xa0\x06\x01"
+    wire = _wire_with_samples([sample], valid.dictionary)
+    assert canonical(wire)
+    view = parse_columns(wire)
+    assert view is not None and not view.samples_ok(wire, 1, 4, 9, 6)
+    walked = []
+    monkeypatch.setattr(validation, "_check_samples", lambda *args: walked.append(args))
+    validate_request(ExportProfilesServiceRequest.FromString(wire), wire)
+    assert len(walked) == 1
+
+
+def test_unpacked_indices_take_the_exact_path() -> None:
+    valid = make_request()
     # A sample whose attribute_indices is unpacked (legal proto: one varint per element).
     sample = pb.Sample(stack_index=1, values=[5]).SerializeToString() + bytes([0x10, 0x09])
     wire = _wire_with_samples([sample], valid.dictionary)
@@ -104,7 +118,6 @@ def test_unknown_fields_and_unpacked_indices_take_the_exact_path() -> None:
     assert list(
         request.resource_profiles[0].scope_profiles[0].profiles[0].samples[0].attribute_indices
     ) == [9]
-    assert not canonical(wire)
     with pytest.raises(InvalidRequestError) as caught:
         validate_request(request, wire)
     assert str(caught.value) == (
@@ -173,10 +186,10 @@ def test_the_column_view_merges_every_entry() -> None:
     request.dictionary.attribute_table.add(value=AnyValue(string_value_strindex=3))
     view = parse_columns(request.SerializeToString())
     assert view is not None
+    packed = b"".join(view.merged("dictionary.stack_table").location_indices)
+    merged = pb.Stack.FromString(_length_delimited(1, packed))
     stacks = request.dictionary.stack_table
-    assert sorted(view.merged("dictionary.stack_table").location_indices) == sorted(
-        i for stack in stacks for i in stack.location_indices if i
-    )
+    assert list(merged.location_indices) == [i for s in stacks for i in s.location_indices]
     assert list(view.merged("dictionary.attribute_table.value").string_value_strindex) == [3]
     assert len(view.merged("resource_profiles.scope_profiles.profiles.samples").values) == 20
 
