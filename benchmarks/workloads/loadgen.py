@@ -1,4 +1,4 @@
-"""Load generator for the web workload: a fixed number of keep-alive requests, stdlib only.
+"""Load generator for the web workload: a fixed number of requests from a few clients, stdlib only.
 
 Runs as its own process (``python -I -S``) so its CPU is not the profiled service's, and no
 profiler started through the environment or site hooks can follow it.
