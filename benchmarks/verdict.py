@@ -42,10 +42,15 @@ def _agent_overhead_lines(name: str, summary: Dict[str, Any], budgeted: bool) ->
         met = overhead <= OVERHEAD_BUDGET_PCT
         line += f" -> {'MET' if met else 'MISSED'} (budget {OVERHEAD_BUDGET_PCT:.0f}%)"
     spy = _median(summary.get("py-spy"), "cpu_ratio")
-    if spy is not None:
+    spy_own = _median(summary.get("py-spy"), "profiler_share_pct")
+    if spy is not None and spy_own is not None:
         spy_overhead = (spy - 1) * 100
         verdict = "no worse than" if overhead <= spy_overhead + 0.5 else "WORSE than"
-        line += f"; py-spy {spy_overhead:+.1f}% -> {verdict} py-spy (0.5-point noise allowance)"
+        own_verdict = "no worse than" if own <= spy_own else "WORSE than"
+        line += (
+            f"; py-spy {spy_overhead:+.1f}% -> {verdict} py-spy on process CPU (0.5-point "
+            f"noise allowance); py-spy's own CPU {spy_own:.2f}% -> {own_verdict} py-spy on it"
+        )
     return [line]
 
 
