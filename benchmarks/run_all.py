@@ -9,11 +9,13 @@ Never part of CI and never a pass/fail gate: the verdict lines are for people re
 from __future__ import annotations
 
 import argparse
+import atexit
 import datetime
 import io
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -91,6 +93,7 @@ def otelprof_source(rev: str | None) -> Dict[str, Any]:
         ["git", "-C", str(repo), "archive", commit, "otelprof"], capture_output=True, check=True
     ).stdout
     pinned = tempfile.mkdtemp(prefix=f"otelprof-{commit[:10]}-")
+    atexit.register(shutil.rmtree, pinned, ignore_errors=True)
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         if hasattr(tarfile, "data_filter"):  # 3.12+ (and late 3.9-3.11 patch releases)
             tar.extractall(pinned, filter="data")
