@@ -175,3 +175,51 @@ def test_a_thread_born_between_ticks_is_charged_its_cpu_since_creation():
         snapshot = sampler.drain()
     (sample,) = _samples_of(snapshot, "born-later")
     assert sample.cpu_nanos > 0
+
+
+def move_between(arrived: threading.Event, release: threading.Event, step: list) -> None:
+    """Parks in first_stop, then (when told) in second_stop: a thread whose stack changes."""
+
+    def first_stop() -> None:
+        arrived.set()
+        step[0].wait()
+
+    def second_stop() -> None:
+        step[1].set()
+        release.wait()
+
+    first_stop()
+    second_stop()
+
+
+def test_a_thread_parked_in_one_place_is_walked_once_and_a_moved_thread_again():
+    sampler = StackSampler(interval_seconds=0.01)
+    step = [threading.Event(), threading.Event()]
+    with ParkedThread("mover", lambda a, r: move_between(a, r, step)):
+        sampler.sample_once()
+        sampler.sample_once()  # same leaf frame, same instruction: the cached walk is reused
+        step[0].set()
+        assert step[1].wait(10)
+        wait_until(lambda: "second_stop" in _current_functions("mover"))
+        sampler.sample_once()
+        snapshot = sampler.drain()
+    stacks = {}
+    for sample in _samples_of(snapshot, "mover"):
+        names = tuple(function_names(sample.stack))
+        stacks[names] = stacks.get(names, 0) + sample.count
+    first = [n for n in stacks if any(f.endswith("first_stop") for f in n)]
+    second = [n for n in stacks if any(f.endswith("second_stop") for f in n)]
+    assert sum(stacks[n] for n in first) == 2
+    assert sum(stacks[n] for n in second) == 1
+    sampler.stop()
+    assert sampler._walks == {}
+
+
+def _current_functions(thread_name: str) -> list:
+    thread = next(t for t in threading.enumerate() if t.name == thread_name)
+    frame = sys._current_frames()[thread.ident]
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
