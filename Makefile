@@ -54,7 +54,9 @@ lint: venv
 typecheck: venv
 	$(VENV)/bin/mypy
 
+## On demand, never in CI: overhead and accuracy against a bare run and peer profilers.
 bench: venv
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	$(PY) benchmarks/run_all.py
 
 clean:
