@@ -108,12 +108,6 @@ class StackSampler:
         self._last_tick_ns: Optional[int] = None
         # ident -> (Thread object it belonged to, cpu clock id, last cpu reading)
         self._cpu_state: Dict[int, Tuple[object, Optional[int], Optional[int]]] = {}
-        # ident -> (leaf frame, its f_lasti, stack key, code objects) of the last tick. A thread
-        # whose leaf is the same frame object at the same instruction has the same stack (the
-        # frames of a running call chain cannot change under it), so idle threads, most of a
-        # server's, cost a dict look-up instead of a walk. Holding the frame keeps it alive
-        # one tick longer, which is also what makes the identity test exact (no address reuse).
-        self._walks: Dict[int, Tuple[FrameType, int, _StackKey, List[CodeType]]] = {}
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -131,7 +125,6 @@ class StackSampler:
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout_seconds)
-        self._walks = {}  # release the application's frames once sampling stops
 
     @property
     def running(self) -> bool:
@@ -142,7 +135,6 @@ class StackSampler:
         self._lock = threading.Lock()
         self._interval = _Interval(self._unix_clock_ns())
         self._cpu_state.clear()
-        self._walks.clear()
         self._last_tick_ns = None
         self._thread = None
         self._stop = threading.Event()
@@ -174,7 +166,6 @@ class StackSampler:
         frames = sys._current_frames()
         active: _ThreadMap = threading._active  # type: ignore[attr-defined]
         cpu_state = self._cpu_state
-        walks = self._walks
         tagger = self.tagger
         observer = self.observer
         max_depth = self.max_depth
@@ -186,13 +177,7 @@ class StackSampler:
                 if ident in AGENT_THREAD_IDENTS:
                     continue
                 cpu_delta = self._cpu_delta(ident, active.get(ident), cpu_state, first_tick)
-                lasti = frame.f_lasti
-                cached = walks.get(ident)
-                if cached is not None and cached[0] is frame and cached[1] == lasti:
-                    key, codes = cached[2], cached[3]
-                else:
-                    key, codes = _walk(frame, max_depth)
-                    walks[ident] = (frame, lasti, key, codes)
+                key, codes = _walk(frame, max_depth)
                 tag = tagger(ident) if tagger is not None else None
                 if tag is not None and observer is not None:
                     observer(tag, codes[0] if codes else None, cpu_delta, wall_delta)
@@ -210,9 +195,6 @@ class StackSampler:
         if len(cpu_state) > len(frames):
             for ident in [i for i in cpu_state if i not in frames]:
                 del cpu_state[ident]
-        if len(walks) > len(frames):
-            for ident in [i for i in walks if i not in frames]:
-                del walks[ident]
         del frames  # don't keep other threads' frames alive until the next tick
 
     @staticmethod
