@@ -102,7 +102,7 @@ class Fanout:
             return
         copies = []
         for _ in self.pipelines[1:]:
-            copy = ExportProfilesServiceRequest()
+            copy = type(request)()  # a full message or a wireviews head
             copy.CopyFrom(request)  # processors change requests in place
             copies.append(copy)
         results = await asyncio.gather(

@@ -14,9 +14,15 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
 )
 
 from collector_processor.errors import InvalidRequestError
-from collector_processor.fastcheck import Columns, column_in_range, parse_columns
+from collector_processor.fastcheck import Columns, column_in_range, parse_columns, parse_shallow
 
-__all__ = ["validate_request"]
+__all__ = [
+    "PROFILE_ID_BYTES",
+    "SPAN_ID_BYTES",
+    "TRACE_ID_BYTES",
+    "check_attributes",
+    "validate_request",
+]
 
 TRACE_ID_BYTES = 16
 SPAN_ID_BYTES = 8
@@ -153,10 +159,10 @@ def _check_any_value(where: str, value: Any, strings: int) -> None:
         for i, item in enumerate(value.array_value.values):
             _check_any_value(f"{where}.array_value.values[{i}]", item, strings)
     elif kind == "kvlist_value":
-        _check_attributes(f"{where}.kvlist_value.values", value.kvlist_value.values, strings)
+        check_attributes(f"{where}.kvlist_value.values", value.kvlist_value.values, strings)
 
 
-def _check_attributes(where: str, attributes: Any, strings: int) -> None:
+def check_attributes(where: str, attributes: Any, strings: int) -> None:
     """Plain KeyValues (resource, scope): their string-table references must resolve."""
     for i, attribute in enumerate(attributes):
         _index(f"{where}[{i}].key_strindex", attribute.key_strindex, "string_table", strings)
@@ -220,11 +226,12 @@ def validate_request(
     _check_dictionary(request, view)
     d = request.dictionary
     strings, attributes = len(d.string_table), len(d.attribute_table)
+    shallow = parse_shallow(wire) if view is not None and wire is not None else None
     samples_ok = (
         view is not None
-        and wire is not None
+        and shallow is not None
         and view.samples_ok(
-            wire,
+            shallow,
             _sample_count(request),
             len(d.stack_table),
             len(d.link_table),
@@ -232,13 +239,13 @@ def validate_request(
         )
     )
     for r, resource_profiles in enumerate(request.resource_profiles):
-        _check_attributes(
+        check_attributes(
             f"resource_profiles[{r}].resource.attributes",
             resource_profiles.resource.attributes,
             strings,
         )
         for s, scope_profiles in enumerate(resource_profiles.scope_profiles):
-            _check_attributes(
+            check_attributes(
                 f"resource_profiles[{r}].scope_profiles[{s}].scope.attributes",
                 scope_profiles.scope.attributes,
                 strings,

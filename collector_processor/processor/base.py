@@ -17,6 +17,10 @@ class Processor(Protocol):
     async def start(self) -> None: ...
 
     def process(self, request: ExportProfilesServiceRequest) -> None:
-        """Change ``request`` in place, or raise RefusedError to turn it away (retryable)."""
+        """Change ``request`` in place, or raise RefusedError to turn it away (retryable).
+
+        Protobuf requests arrive as a wireviews head: the same ``resource_profiles[].resource``,
+        ``.scope_profiles[].scope`` and ``dictionary.string_table``, with profiles and the
+        other dictionary tables as bytes. Processors touch resources and scopes only."""
 
     async def shutdown(self) -> None: ...

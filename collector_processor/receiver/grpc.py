@@ -10,9 +10,8 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from collector_processor.auth import BearerTokenAuth
-from collector_processor.errors import InvalidRequestError
 from collector_processor.receiver.config import MIB, GrpcServerConfig, split_endpoint
-from collector_processor.receiver.ingest import Ingest, Outcome, Result, parse_protobuf
+from collector_processor.receiver.ingest import Ingest, Outcome, Result
 from collector_processor.tlsconfig import read_file
 
 __all__ = ["SERVICE_NAME", "GrpcReceiverServer"]
@@ -102,15 +101,7 @@ class GrpcReceiverServer:
                     grpc.StatusCode.UNAUTHENTICATED, "missing or invalid bearer token"
                 )
         refusal = self.ingest.admit()
-        if refusal is not None:
-            result = refusal
-        else:
-            try:
-                request = parse_protobuf(body)
-            except InvalidRequestError as exc:
-                result = self.ingest.invalid(str(exc))
-            else:
-                result = await self.ingest.accept(request, body)
+        result = refusal if refusal is not None else await self.ingest.accept_protobuf(body)
         if result.outcome is Outcome.OK:
             return b""  # an empty ExportProfilesServiceResponse: full success
         if result.outcome is Outcome.REFUSED:

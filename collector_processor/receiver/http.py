@@ -15,7 +15,7 @@ from collector_processor.auth import BearerTokenAuth
 from collector_processor.errors import InvalidRequestError, describe_exception
 from collector_processor.receiver.config import HttpServerConfig, split_endpoint
 from collector_processor.receiver.gunzip import BodyTooLarge, gunzip_limited
-from collector_processor.receiver.ingest import Ingest, Outcome, Result, parse_protobuf
+from collector_processor.receiver.ingest import Ingest, Outcome, Result
 
 __all__ = ["BodyTooLarge", "HttpReceiverServer", "gunzip_limited"]
 
@@ -140,15 +140,14 @@ class HttpReceiverServer:
                 body = gunzip_limited(body, limit)
             elif encoding not in ("identity", ""):
                 raise InvalidRequestError("unsupported Content-Encoding (use gzip or identity)")
-            if media_type == JSON:
-                decoded, wire = otlp_json.loads(body), None
-            else:
-                decoded, wire = parse_protobuf(body), body
+            decoded = otlp_json.loads(body) if media_type == JSON else None
         except BodyTooLarge as exc:
             return _response(self.ingest.refuse(Result(Outcome.TOO_LARGE, str(exc))), reply_type)
         except InvalidRequestError as exc:
             return _response(self.ingest.invalid(str(exc)), reply_type)
-        return _response(await self.ingest.accept(decoded, wire), reply_type)
+        if decoded is None:
+            return _response(await self.ingest.accept_protobuf(body), reply_type)
+        return _response(await self.ingest.accept(decoded), reply_type)
 
     async def stop(self, grace_seconds: float) -> None:
         # aiohttp fixes the grace period when the runner is made (GRACE_SECONDS).

@@ -1,5 +1,9 @@
 """What both transports do with a request: decode, validate, hand to the pipelines, answer.
 
+Protobuf requests take the fast path (fastpath: checked on their wire bytes, forwarded as a
+head that re-encodes without rebuilding profiles) unless it cannot vouch for them; then, and
+for JSON, the full message is decoded and validated, which names any problem.
+
 The outcome decides the answer: OK only once every pipeline has the request durably queued;
 INVALID (INVALID_ARGUMENT / 400) for malformed data, never retried; REFUSED (UNAVAILABLE / 503
 with a retry delay) when over a budget or when something downstream failed in a way a retry
@@ -11,7 +15,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 import (
@@ -27,6 +31,7 @@ from collector_processor.errors import (
     describe_exception,
 )
 from collector_processor.extension.file_storage import StorageError
+from collector_processor.fastpath import vouch
 from collector_processor.normalize import resolve_string_references
 from collector_processor.pipeline import Fanout
 from collector_processor.telemetry import Metrics
@@ -110,19 +115,45 @@ class Ingest:
         )
         return result
 
+    async def accept_protobuf(self, body: bytes) -> Result:
+        """Decode, validate and forward a protobuf request."""
+        try:
+            vouched = vouch(body)
+        except Exception as exc:  # a bug in the fast path must not cost the request
+            logger.error(
+                "receiver %s: fast path failed: %s", self.receiver_id, describe_exception(exc)
+            )
+            vouched = None
+        if vouched is None:  # the exact path: full decode, validation naming the problem
+            try:
+                request = parse_protobuf(body)
+            except InvalidRequestError as exc:
+                return self.invalid(str(exc))
+            return await self.accept(request, body)
+        self._received.inc(receiver=self.receiver_id, transport=self.transport)
+        return await self._forward(vouched.request, vouched.profiles, vouched.samples)
+
     async def accept(
         self, request: ExportProfilesServiceRequest, wire: Optional[bytes] = None
     ) -> Result:
         """Validate and forward ``request``; ``wire`` is the protobuf it came from, if any."""
         self._received.inc(receiver=self.receiver_id, transport=self.transport)
+        if not request.resource_profiles:  # answered OK, as by the Collector
+            return self._accepted_result(0, 0)
         try:
-            if request.resource_profiles:
-                validate_request(request, wire)
-                resolve_string_references(request)
-                profiles, samples = _count(request)
-                await self.consumer.consume(request)
-            else:
-                profiles = samples = 0  # an empty request is answered OK, as by the Collector
+            validate_request(request, wire)
+        except InvalidRequestError as exc:
+            return self._count_refused(Result(Outcome.INVALID, str(exc)))
+        except Exception as exc:
+            return self._internal_error(exc)
+        profiles, samples = _count(request)
+        return await self._forward(request, profiles, samples)
+
+    async def _forward(self, request: Any, profiles: int, samples: int) -> Result:
+        """Hand a valid ``request`` (full message or wireviews head) to the pipelines."""
+        try:
+            resolve_string_references(request)
+            await self.consumer.consume(request)
         except (InvalidRequestError, PermanentError) as exc:
             return self._count_refused(Result(Outcome.INVALID, str(exc)))
         except RefusedError as exc:
@@ -133,12 +164,14 @@ class Ingest:
             # Disk full or unwritable: nothing was accepted, the client retries later.
             return self._count_refused(Result(Outcome.REFUSED, str(exc)))
         except Exception as exc:
-            logger.error(
-                "receiver %s: request failed: %s", self.receiver_id, describe_exception(exc)
-            )
-            return self._count_refused(
-                Result(Outcome.REFUSED, f"internal error: {type(exc).__name__}")
-            )
+            return self._internal_error(exc)
+        return self._accepted_result(profiles, samples)
+
+    def _internal_error(self, exc: Exception) -> Result:
+        logger.error("receiver %s: request failed: %s", self.receiver_id, describe_exception(exc))
+        return self._count_refused(Result(Outcome.REFUSED, f"internal error: {type(exc).__name__}"))
+
+    def _accepted_result(self, profiles: int, samples: int) -> Result:
         receiver, transport = self.receiver_id, self.transport
         self._accepted.inc(receiver=receiver, transport=transport)
         self._accepted_profiles.inc(profiles, receiver=receiver, transport=transport)

@@ -15,7 +15,7 @@ from opentelemetry.proto.profiles.v1development import profiles_pb2 as pb
 
 from collector_processor import validation
 from collector_processor.errors import InvalidRequestError
-from collector_processor.fastcheck import canonical, parse_columns, varints_in_range
+from collector_processor.fastcheck import canonical, parse_columns, parse_shallow, varints_in_range
 from collector_processor.validation import validate_request
 
 from .payloads import make_request
@@ -96,17 +96,31 @@ def test_samples_with_and_without_timestamps_side_by_side_are_valid() -> None:
 
 def test_unknown_fields_in_samples_take_the_exact_path(monkeypatch: pytest.MonkeyPatch) -> None:
     valid = make_request()
-    # Field 100 at the end of a sample: re-encoding keeps it where it is, so only the check
-    # for unknown fields in samples turns the fast path down.
+    # Field 100 at the end of a sample: re-encoding keeps it, so only the check for unknown
+    # fields in samples turns the fast path down.
     sample = pb.Sample(stack_index=1, values=[5]).SerializeToString() + b"\xa0\x06\x01"
     wire = _wire_with_samples([sample], valid.dictionary)
-    assert canonical(wire)
+    shallow = parse_shallow(wire)
+    assert shallow is not None and canonical(shallow)
     view = parse_columns(wire)
-    assert view is not None and not view.samples_ok(wire, 1, 4, 9, 6)
+    assert view is not None and not view.samples_ok(shallow, 1, 4, 9, 6)
     walked = []
     monkeypatch.setattr(validation, "_check_samples", lambda *args: walked.append(args))
     validate_request(ExportProfilesServiceRequest.FromString(wire), wire)
     assert len(walked) == 1
+
+
+def test_an_empty_values_field_does_not_count_as_values() -> None:
+    valid = make_request()
+    empty_values = pb.Sample(stack_index=1).SerializeToString() + bytes([0x22, 0x00])
+    wire = _wire_with_samples(
+        [pb.Sample(values=[5]).SerializeToString(), empty_values], valid.dictionary
+    )
+    shallow = parse_shallow(wire)
+    assert shallow is not None and not canonical(shallow)
+    with pytest.raises(InvalidRequestError) as caught:
+        validate_request(ExportProfilesServiceRequest.FromString(wire), wire)
+    assert str(caught.value) == f"{P0}.samples[1] has neither values nor timestamps_unix_nano"
 
 
 def test_unpacked_indices_take_the_exact_path() -> None:
@@ -198,10 +212,10 @@ def _decoded_in_range(values: List[int], size: int) -> bool:
     return all(0 <= v < size or (size == 0 and v == 0) for v in values)
 
 
-@pytest.mark.parametrize("size", [0, 1, 2, 127, 128, 129, 255, 256, 300, 16383, 16384])
+@pytest.mark.parametrize("size", [0, 1, 2, 127, 128, 129, 255, 256, 300, 16255, 16256])
 def test_byte_level_range_check_agrees_with_decoding(size: int) -> None:
     rng = random.Random(size)
-    candidates = [0, 1, 127, 128, 129, size - 2, size - 1, size, size + 1, 16383, 16384, -1]
+    candidates = [0, 1, 127, 128, 129, size - 2, size - 1, size, size + 1, 16255, 16256, -1]
     candidates += [(size - 1) | 0x7F, (size - 1) & ~0x7F, ((size - 1) >> 7) << 7 | 0x7F]
     candidates += [-(2**31), 2**31 - 1, 2**21, (1 << 14) + 5]
     for _ in range(400):
@@ -212,5 +226,5 @@ def test_byte_level_range_check_agrees_with_decoding(size: int) -> None:
 
 
 def test_byte_level_range_check_declines_huge_tables() -> None:
-    assert varints_in_range(_varint(5), 16385) is None
-    assert varints_in_range(b"", 16385) is True
+    assert varints_in_range(_varint(5), 16257) is None
+    assert varints_in_range(b"", 16257) is True
