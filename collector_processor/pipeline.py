@@ -74,10 +74,12 @@ class Pipeline:
             for exporter in reserved:
                 exporter.release()
             raise
-        direct = [exporter.send_now(payload) for exporter in self.exporters if not exporter.queued]
-        results = await asyncio.gather(
-            *(exporter.enqueue(payload) for exporter in queued), *direct, return_exceptions=True
-        )
+        sends = [exporter.enqueue(payload) for exporter in queued]
+        sends += [exporter.send_now(payload) for exporter in self.exporters if not exporter.queued]
+        if len(sends) == 1:
+            await sends[0]  # one exporter: no tasks to gather
+            return
+        results = await asyncio.gather(*sends, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result

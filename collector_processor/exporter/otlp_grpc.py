@@ -62,6 +62,9 @@ def classify_rpc_error(error: grpc.aio.AioRpcError) -> Exception:
 
 
 class OTLPGrpcExporter:
+    # The call's deadline is the attempt's timeout; DEADLINE_EXCEEDED is retryable.
+    enforces_timeout = True
+
     def __init__(self, exporter_id: str, config: OTLPGrpcExporterConfig) -> None:
         self.id = exporter_id
         self.config = config

@@ -67,7 +67,7 @@ async def send_with_retry(
     if not settings.enabled:
         await attempt()
         return
-    backoff = Backoff(settings, rng)
+    backoff: Optional[Backoff] = None  # made at the first failure: most sends never retry
     deadline = (
         clock() + settings.max_elapsed_time_seconds if settings.max_elapsed_time_seconds else None
     )
@@ -80,6 +80,8 @@ async def send_with_retry(
         except PermanentError:
             raise
         except RetryableError as exc:
+            if backoff is None:
+                backoff = Backoff(settings, rng)
             delay = backoff.next_delay()
             if exc.delay_seconds is not None:
                 delay = max(delay, exc.delay_seconds)

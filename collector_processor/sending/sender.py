@@ -28,7 +28,11 @@ STORAGE_ERROR_PAUSE_SECONDS = 1.0
 
 
 class Exporter(Protocol):
-    """What an exporter implements: push one serialized request, classify failures."""
+    """What an exporter implements: push one serialized request, classify failures.
+
+    An exporter with ``enforces_timeout = True`` ends each attempt itself after
+    ``timeout_seconds`` with a RetryableError; others are timed out by the sender.
+    """
 
     async def start(self) -> None: ...
 
@@ -132,7 +136,10 @@ class ExporterSender:
             )
 
         async def attempt() -> None:
-            await with_timeout(self.exporter.export(payload), self.settings.timeout_seconds)
+            if getattr(self.exporter, "enforces_timeout", False):
+                await self.exporter.export(payload)  # its own deadline: no timer task here
+            else:
+                await with_timeout(self.exporter.export(payload), self.settings.timeout_seconds)
 
         try:
             await send_with_retry(attempt, self.settings.retry, self._stop, on_retry=on_retry)

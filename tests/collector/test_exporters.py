@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any, Dict, Type
 
@@ -94,6 +95,18 @@ def test_grpc_exporter_unreachable_backend_is_retryable(bg_loop: BackgroundLoop)
     exporter = grpc_exporter(f"127.0.0.1:{free_port()}", timeout="2s")
     with pytest.raises(RetryableError, match="UNAVAILABLE"):
         export_once(bg_loop, exporter)
+
+
+def test_grpc_exporter_ends_an_attempt_at_its_timeout(bg_loop: BackgroundLoop) -> None:
+    # The sender does not time gRPC attempts itself (the call's deadline does): a backend
+    # that accepts the connection and never answers must still end the attempt, retryably.
+    assert OTLPGrpcExporter.enforces_timeout
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        exporter = grpc_exporter(f"127.0.0.1:{silent.getsockname()[1]}", timeout="300ms")
+        with pytest.raises(RetryableError, match="DEADLINE_EXCEEDED"):
+            export_once(bg_loop, exporter)
 
 
 # -- otlp_http ---------------------------------------------------------------------------
