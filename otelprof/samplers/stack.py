@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import threading
 import time
@@ -163,7 +164,7 @@ class StackSampler:
         # The first tick has no measured interval; charge the nominal one.
         wall_delta = now - last if last is not None else int(self.interval_seconds * 1e9)
         first_tick = last is None
-        frames = sys._current_frames()
+        frames = _current_frames()
         active: _ThreadMap = threading._active  # type: ignore[attr-defined]
         cpu_state = self._cpu_state
         tagger = self.tagger
@@ -250,6 +251,24 @@ class StackSampler:
                 )
             )
         return StackSnapshot(interval.start_unix_nano, now_unix, tuple(samples), interval.ticks)
+
+
+def _current_frames() -> Dict[int, FrameType]:
+    """``sys._current_frames()`` with the cyclic GC held off while it runs.
+
+    It holds the interpreter's thread-list lock while it allocates; a collection started there
+    runs gc callbacks and finalizers, Python code that may hand the GIL to a thread waiting for
+    that same lock (one starting or exiting), and neither can go on (seen with the GC sampler's
+    callback on a thread-per-request server). If the application toggles the GC in these few
+    microseconds its choice can be lost; that is the lesser evil.
+    """
+    if not gc.isenabled():
+        return sys._current_frames()
+    gc.disable()
+    try:
+        return sys._current_frames()
+    finally:
+        gc.enable()
 
 
 def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[CodeType]]:

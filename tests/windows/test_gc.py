@@ -130,3 +130,41 @@ def test_gc_frames_reach_the_exported_cpu_and_wall_profiles():
             if sample.stack[0].function == "[gc]"
         }
         assert "collect_explicitly" in gc_callers, sample_type
+
+
+CHURN = """
+import gc, sys, threading, time
+from otelprof.samplers.gc import GCSampler
+from otelprof.samplers.stack import StackSampler
+
+gc.set_threshold(1)  # a collection on nearly every allocation, inside the sampler's walk too
+sys.setswitchinterval(1e-6)  # and the GIL changing hands as often as it can
+collector = GCSampler(period_nanos=1)
+collector.start()
+sampler = StackSampler(interval_seconds=0.0001)
+sampler.start()
+deadline = time.monotonic() + 2.0
+while time.monotonic() < deadline:  # threads starting and exiting, as on a threaded server
+    threads = [threading.Thread(target=lambda: [object() for _ in range(10)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+sampler.stop()
+collector.stop()
+print("finished")
+"""
+
+
+def test_gc_callbacks_never_deadlock_the_sampler_with_starting_threads():
+    # sys._current_frames() holds the interpreter's thread-list lock; a collection inside it ran
+    # this callback, which could hand the GIL to a thread waiting for that lock. Without the
+    # sampler holding the GC off there, this hung within two seconds every time.
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", CHURN], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "finished" in result.stdout
