@@ -57,13 +57,34 @@ class FileExporter:
     def _rotate(self) -> None:
         assert self._file is not None
         self._file.close()
+        self._file = None
         # UTC, as lumberjack's default (localtime: false).
         now = datetime.datetime.now(datetime.timezone.utc)
         while backup_name(self.path, now).exists():  # two rotations in one millisecond
             now += datetime.timedelta(milliseconds=1)
-        os.replace(self.path, backup_name(self.path, now))
+        backup = backup_name(self.path, now)
+        # The path never goes missing (for tail -F, log shippers, anyone checking it): the old
+        # file gets its backup name as a second link, then a new file replaces it atomically.
+        fresh = self.path.with_name(f".{self.path.name}.new")
+        fd = os.open(fresh, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        linked = False
+        try:
+            try:
+                os.link(self.path, backup)
+                linked = True
+            except OSError:  # no hard links on this file system: a moment without the file
+                os.replace(self.path, backup)
+            os.replace(fresh, self.path)
+        except OSError:
+            os.close(fd)
+            fresh.unlink(missing_ok=True)
+            if linked:
+                backup.unlink(missing_ok=True)
+            self._open()  # keep appending to what is there
+            raise
+        self._file = os.fdopen(fd, "ab", buffering=0)
+        self._size = 0
         self._prune()
-        self._open()
 
     def _prune(self) -> None:
         if self.config.max_backups == 0:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 from pathlib import Path
-from typing import Any, Dict, Type
+from typing import Any, Dict, List, Type
 
 import grpc
 import pytest
@@ -227,3 +228,33 @@ def test_file_exporter_rotates_and_keeps_max_backups(
         assert all(otlp_json.loads(line) == big for line in file.read_text().splitlines())
     # 9 lines, at most 2 per file: 5 files were written, the 2 oldest rotated ones pruned.
     assert sum(len(f.read_text().splitlines()) for f in [*backups, path]) == 5
+
+
+def test_file_exporter_rotation_never_leaves_the_path_missing(
+    bg_loop: BackgroundLoop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "profiles.jsonl"
+    exporter = file_exporter(path=str(path), rotation={"max_megabytes": 1, "max_backups": 2})
+    big = make_request(samples_per_profile=1200)
+    present: List[bool] = []
+    for name in ("link", "replace", "rename", "unlink"):
+        real = getattr(os, name)
+
+        def watched(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
+            result = _real(*args, **kwargs)
+            present.append(path.exists())
+            return result
+
+        monkeypatch.setattr(f"collector_processor.exporter.file.os.{name}", watched)
+
+    async def go() -> None:
+        await exporter.start()
+        for _ in range(5):
+            await exporter.export(big.SerializeToString())
+        await exporter.shutdown()
+
+    bg_loop.run(go())
+    monkeypatch.undo()
+    assert len(list(tmp_path.glob("profiles-*.jsonl"))) == 2
+    assert present and all(present)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
