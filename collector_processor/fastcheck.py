@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional
 
 from google.protobuf import unknown_fields
 
@@ -52,21 +52,24 @@ _SEPARATOR = b"\x7f"
 
 
 @functools.lru_cache(maxsize=1024)
-def _byte_classes(size: int) -> Tuple[bytes, bytes]:
-    """Translation tables for :func:`varints_in_range` with ``128 < size <= 16256``.
+def _byte_classes(size: int) -> bytes:
+    """Translation table for :func:`varints_in_range` with ``128 < size <= 16256``.
 
     The largest valid index ``top`` has two varint bytes, ``low`` (continuation) then
     ``high``. A varint is out of range exactly when a continuation byte is followed by another
     continuation byte (three bytes or more, or negative), by a terminal byte above ``high``,
-    or, if its own 7 bits exceed ``low``, by ``high`` itself. ``before`` marks continuation
-    bytes (1, or 3 when above ``low``); ``after`` marks what may not follow any continuation
-    (1) and what may not follow one above ``low`` (2).
+    or, if its own 7 bits exceed ``low``, by ``high`` itself. Bits 0-1 of a byte's class mark
+    a continuation byte (1, or 3 when above ``low``); bits 2-3 mark what may not follow any
+    continuation (1) and what may not follow one above ``low`` (2).
     """
     top = size - 1
     high, low = top >> 7, top & 0x7F
-    before = bytes(0 if b < 0x80 else 1 if b & 0x7F <= low else 3 for b in range(256))
-    after = bytes(1 if b >= 0x80 or b > high else 2 if b == high else 0 for b in range(256))
-    return before, after
+    classes = bytearray()
+    for b in range(256):
+        before = 0 if b < 0x80 else 1 if b & 0x7F <= low else 3
+        after = 1 if b >= 0x80 or b > high else 2 if b == high else 0
+        classes.append(before | after << 2)
+    return bytes(classes)
 
 
 def varints_in_range(blob: bytes, size: int) -> Optional[bool]:
@@ -81,10 +84,11 @@ def varints_in_range(blob: bytes, size: int) -> Optional[bool]:
         return None
     if blob[-1] >= _ONE_BYTE_LIMIT:
         return False  # ends inside a varint
-    before, after = _byte_classes(size)
-    # Byte i of `before` meets byte i + 1 of `after`: one AND over two big integers.
-    marks = int.from_bytes(blob.translate(before), "little")
-    return not marks & int.from_bytes(blob[1:].translate(after), "little")
+    # As one big integer, byte i of the classes holds "before" bits at 8i..8i+1; shifted
+    # right by 10, the "after" bits of byte i + 1 land on the same two bits (and nothing else
+    # meets a set bit): a single AND over the whole column.
+    marks = int.from_bytes(blob.translate(_byte_classes(size)), "little")
+    return not marks & (marks >> 10)
 
 
 def column_in_range(column: Any, size: int) -> bool:
@@ -103,13 +107,17 @@ class Columns:
         self.view = view
         self._plain: Dict[str, bool] = {}
 
+    def _plain_message(self, path: str, merged: Any) -> bool:
+        """The merged message at ``path`` holds no field unknown to the view."""
+        plain = self._plain.get(path)
+        if plain is None:
+            plain = self._plain[path] = not unknown_fields.UnknownFieldSet(merged)
+        return plain
+
     def _packed_bytes(self, parent: str, merged: Any, name: str, size: int) -> Optional[bytes]:
         # Unpacked elements of a packed column would be unknown fields here (wrong wire type):
         # only a merged message without unknown fields has all its values in the blobs.
-        plain = self._plain.get(parent)
-        if plain is None:
-            plain = self._plain[parent] = not unknown_fields.UnknownFieldSet(merged)
-        if not plain or size > _TWO_BYTE_LIMIT:
+        if not self._plain_message(parent, merged) or size > _TWO_BYTE_LIMIT:
             return None  # (huge tables: too rare to decode blob by blob here)
         # Each occurrence must end with its last varint. Joined as they are, one cut short
         # would run on into the next; after a separator that may not follow a continuation
@@ -154,13 +162,15 @@ class Columns:
         """Every one of the request's ``sample_count`` samples passes; False means "check
         sample by sample" (a problem, or a layout this cannot vouch for). ``shallow`` is the
         request's shallow view (:func:`parse_shallow`)."""
+        merged = self.merged(_SAMPLES)
         return (
             self.in_range(f"{_SAMPLES}.stack_index", stacks)
             and self.in_range(f"{_SAMPLES}.link_index", links)
-            # Also proves nothing in any sample is unknown to the view: no unpacked values.
             and self.in_range(f"{_SAMPLES}.attribute_indices", attributes)
+            # Values or timestamps written unpacked would be unknown to the merged sample.
+            and self._plain_message(_SAMPLES, merged)
             and canonical(shallow)
-            and _counts_ok(self.merged(_SAMPLES), sample_count)
+            and _counts_ok(merged, sample_count)
         )
 
     def merged(self, path: str) -> Any:

@@ -62,12 +62,12 @@ COLUMNS: Schema = (
         ("dropped_attributes_count", 8, UINT32, True),
         ("original_payload_format", 9, STRING, True),
         ("original_payload", 10, BYTES, True),
-        ("attribute_indices", 11, PACKED, True),
+        ("attribute_indices", 11, INT32, True),
     )),
     ("ValueType", (("type_strindex", 1, INT32, True), ("unit_strindex", 2, INT32, True))),
     ("Sample", (
         ("stack_index", 1, INT32, True),
-        ("attribute_indices", 2, PACKED, True),
+        ("attribute_indices", 2, INT32, True),
         ("link_index", 3, INT32, True),
         ("values", 4, BYTES, True),  # one packed blob per sample, when canonical
         ("timestamps_unix_nano", 5, BYTES, True),
@@ -85,13 +85,13 @@ COLUMNS: Schema = (
         ("memory_limit", 2, UINT64, True),
         ("file_offset", 3, UINT64, True),
         ("filename_strindex", 4, INT32, True),
-        ("attribute_indices", 5, PACKED, True),
+        ("attribute_indices", 5, INT32, True),
     )),
     ("Location", (
         ("mapping_index", 1, INT32, True),
         ("address", 2, UINT64, True),
         ("lines", 3, "Line", False),
-        ("attribute_indices", 4, PACKED, True),
+        ("attribute_indices", 4, INT32, True),
     )),
     ("Line", (("function_index", 1, INT32, True),)),
     ("Function", (
