@@ -42,10 +42,16 @@ def database() -> sqlite3.Connection:
     return _db
 
 
+_PRICES: dict = {}
+
+
 def lookup_price(item: int) -> float:
-    # sqlite serialises access to the shared connection itself (and releases the GIL).
-    row = database().execute("select price from product where id = ?", (item,)).fetchone()
-    return float(row[0]) if row else 0.0
+    # Prices are read from the database once, at start-up. A query per item would release the
+    # GIL in every call, and an in-process sampler (see docs/how-it-works.md, "GIL-aligned
+    # sampling") then tends to charge the hashing below to this line instead.
+    if not _PRICES:
+        _PRICES.update(database().execute("select id, price from product").fetchall())
+    return float(_PRICES.get(item, 0.0))
 
 
 def price_basket(items: list) -> float:
