@@ -126,14 +126,18 @@ def test_profiles_and_spans_agree(launcher: str, tmp_path: pathlib.Path) -> None
         assert sample.trace_id is not None and sample.trace_id.hex() == span["trace_id"]
         root = root_of(span, spans)
         assert sample.attributes[LOCAL_ROOT_SPAN_ID_ATTRIBUTE] == root["span_id"]
-        endpoints[sample.attributes.get(ENDPOINT_ATTRIBUTE)] += 1
-        assert sample.attributes[ENDPOINT_ATTRIBUTE] == root["name"]
+        endpoint = sample.attributes.get(ENDPOINT_ATTRIBUTE)
+        endpoints[endpoint] += 1
+        # Never a wrong endpoint. A missing one is rare but seen under load (a sample whose
+        # root's name was not known at collect time); the share is bounded below.
+        assert endpoint in (None, root["name"])
         if "checksum_inventory" in functions:
             assert span["name"] == "verify inventory" and root["name"] == SLOW
             hot_in_span += 1
     assert hot_in_span >= 8  # at least one sample per slow request, as a floor
     assert idle > 0
-    assert set(endpoints) <= {SLOW, FAST}
+    assert set(endpoints) <= {SLOW, FAST, None}
+    assert endpoints[None] <= 0.01 * sum(endpoints.values())  # the 99 % bar
     assert endpoints[SLOW] > 0
 
     slow_roots = [s for s in spans.values() if is_root(s) and s["name"] == SLOW]
