@@ -215,10 +215,10 @@ def parse_shallow(wire: bytes) -> Optional[Shallow]:
 
 
 def canonical(shallow: Shallow) -> bool:
-    """No field of a sample is written twice or empty: re-encoding the shallow view (which
-    never lengthens a request, see wireviews) gives back as many bytes as arrived. Fields may
-    come in any order (the Collector writes them last to first). Values written unpacked are
-    ruled out separately (unknown fields in the column view's merged sample)."""
+    """No field of a sample is written twice or empty: re-encoding the shallow view gives
+    back as many bytes as arrived. Fields may come in any order (the Collector writes them
+    last to first). Only a proof once values and timestamps written unpacked are ruled out
+    (re-encoded, they would grow and could hide a loss elsewhere; see Columns.samples_ok)."""
     return len(shallow.view.SerializeToString()) == len(shallow.wire)
 
 

@@ -117,9 +117,9 @@ COLUMNS: Schema = (
 
 # Shallow view, for the proof that samples are written canonically (fastcheck.canonical):
 # re-encoding it never makes a request longer (varints are read as uint64 and written back
-# exactly, fields outside the samples are kept as bytes with presence, unknown fields are
-# copied), and makes it shorter exactly when something was written twice, empty or not in
-# its shortest form. Values and timestamps are decoded with their wire types.
+# exactly, other fields are kept as bytes with presence, unknown fields are copied, and no
+# repeated field it decodes was written unpacked: see Sample), and makes it shorter exactly
+# when something was written twice, empty or not in its shortest form.
 _KEEP = "optional"
 SHALLOW: Schema = (
     ("Request", (
@@ -151,8 +151,12 @@ SHALLOW: Schema = (
     )),
     ("Sample", (
         ("stack_index", 1, UINT64, _KEEP),
-        ("attribute_indices", 2, UINT64, True),
+        # Kept as bytes: decoded, an index written unpacked would be re-encoded packed, one
+        # byte longer, and could hide a byte lost elsewhere (the column view decodes them).
+        ("attribute_indices", 2, BYTES, _KEEP),
         ("link_index", 3, UINT64, _KEEP),
+        # Decoded (the only view that checks they are well formed). Written unpacked they
+        # would be re-encoded longer too: Columns.samples_ok rules that out first.
         ("values", 4, UINT64, True),
         ("timestamps_unix_nano", 5, FIXED64, True),
     )),

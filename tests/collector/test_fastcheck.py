@@ -110,6 +110,20 @@ def test_unknown_fields_in_samples_take_the_exact_path(monkeypatch: pytest.Monke
     assert len(walked) == 1
 
 
+def test_unpacked_indices_cannot_hide_an_empty_values_field() -> None:
+    # Re-encoded packed, each unpacked attribute index would be one byte longer: two of them
+    # would make up for the two bytes of an empty values field, if they were decoded there.
+    valid = make_request()
+    unpacked = pb.Sample(values=[5]).SerializeToString() + bytes([0x10, 0x01])
+    empty_values = pb.Sample(stack_index=1).SerializeToString() + bytes([0x22, 0x00])
+    wire = _wire_with_samples([unpacked, unpacked, empty_values], valid.dictionary)
+    shallow = parse_shallow(wire)
+    assert shallow is not None and not canonical(shallow)
+    with pytest.raises(InvalidRequestError) as caught:
+        validate_request(ExportProfilesServiceRequest.FromString(wire), wire)
+    assert str(caught.value) == f"{P0}.samples[2] has neither values nor timestamps_unix_nano"
+
+
 def test_an_empty_values_field_does_not_count_as_values() -> None:
     valid = make_request()
     empty_values = pb.Sample(stack_index=1).SerializeToString() + bytes([0x22, 0x00])

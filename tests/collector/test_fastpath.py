@@ -12,6 +12,7 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2 i
     ExportProfilesServiceRequest,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.profiles.v1development import profiles_pb2 as pb
 
 from collector_processor.errors import InvalidRequestError
 from collector_processor.fastpath import vouch
@@ -48,6 +49,88 @@ def _reversed_encoding(message: Any) -> bytes:
                 setattr(single, field.name, value)
             out += single.SerializeToString()
     return bytes(out)
+
+
+_VARINT_TYPES = {
+    FieldDescriptor.TYPE_INT32,
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT32,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_BOOL,
+}
+
+
+def _only(message: Any, field: Any, value: Any) -> bytes:
+    """The encoding of ``message``'s ``field`` set to ``value`` alone."""
+    single = type(message)()
+    if field.is_repeated:
+        getattr(single, field.name).extend(value)
+    else:
+        setattr(single, field.name, value)
+    return bytes(single.SerializeToString())
+
+
+def _element(field: Any, value: int) -> bytes:
+    if field.type == FieldDescriptor.TYPE_FIXED64:
+        return _varint(field.number << 3 | 1) + (value % 2**64).to_bytes(8, "little")
+    return _varint(field.number << 3) + _varint(value % 2**64)
+
+
+def _odd_encoding(message: Any, rng: random.Random, odd: float) -> bytes:
+    """A legal encoding of ``message`` with fields in any order and, each with probability
+    ``odd``, unusual forms: repeated numbers unpacked, split or next to an empty packed
+    field, singular numbers written twice (the last one counts), unknown fields."""
+    out = bytearray()
+    fields = message.ListFields()
+    rng.shuffle(fields)
+    for field, value in fields:
+        if field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if field.is_repeated else [value]:
+                body = _odd_encoding(item, rng, odd)
+                out += _varint(field.number << 3 | 2) + _varint(len(body)) + body
+        elif (
+            field.is_repeated
+            and (field.type in _VARINT_TYPES or field.type == FieldDescriptor.TYPE_FIXED64)
+            and rng.random() < odd
+        ):
+            choice = rng.randrange(4)
+            if choice == 0:
+                out += b"".join(_element(field, item) for item in value)
+            elif choice == 1 and len(value) > 1:
+                out += _only(message, field, value[:1]) + _only(message, field, value[1:])
+            else:  # an empty packed field next to the real one
+                out += _only(message, field, value) + _varint(field.number << 3 | 2) + b"\x00"
+        else:
+            if field.type in _VARINT_TYPES and not field.is_repeated and rng.random() < odd:
+                out += _element(field, int(value) + 1)  # overwritten by the next one
+            out += _only(message, field, value)
+    if rng.random() < odd:
+        out += bytes([0xA0, 0x06, 0x01])  # field 100
+    return bytes(out)
+
+
+def _known(request: ExportProfilesServiceRequest) -> ExportProfilesServiceRequest:
+    """``request`` without unknown fields (which encodings may place differently)."""
+    request.DiscardUnknownFields()
+    return request
+
+
+def _semantic_mutation(request: ExportProfilesServiceRequest, rng: random.Random) -> None:
+    """Maybe break one rule of validation in ``request``."""
+    profile = request.resource_profiles[0].scope_profiles[0].profiles[rng.randrange(2)]
+    sample = profile.samples[rng.randrange(len(profile.samples))]
+    choice = rng.randrange(8)
+    if choice == 0:
+        del sample.values[:]
+    elif choice == 1:
+        del sample.values[:]
+        del sample.timestamps_unix_nano[:]
+    elif choice == 2:
+        sample.values.append(7)
+    elif choice == 3:
+        sample.stack_index = len(request.dictionary.stack_table)
+    elif choice == 4:
+        sample.attribute_indices.append(len(request.dictionary.attribute_table))
 
 
 def _agent_like(request: ExportProfilesServiceRequest) -> ExportProfilesServiceRequest:
@@ -118,6 +201,22 @@ def test_no_rule_is_vouched_past(mutate: Callable[[Any], None], message: str) ->
     assert vouch(_reversed_encoding(request)) is None
 
 
+def test_unpacked_indices_next_to_an_empty_values_field_are_not_vouched_for() -> None:
+    request = make_request()
+    valid = request.resource_profiles[0].scope_profiles[0].profiles[0].samples[0]
+    unpacked = pb.Sample(values=[5]).SerializeToString() + bytes([0x10, 0x01])
+    empty_values = pb.Sample(stack_index=1).SerializeToString() + bytes([0x22, 0x00])
+    samples = [valid.SerializeToString(), unpacked, unpacked, empty_values]
+    profile = b"".join(bytes([0x12]) + _varint(len(s)) + s for s in samples)
+    scope = bytes([0x12]) + _varint(len(profile)) + profile
+    resource = bytes([0x12]) + _varint(len(scope)) + scope
+    dictionary = request.dictionary.SerializeToString()
+    wire = bytes([0x0A]) + _varint(len(resource)) + resource
+    wire += bytes([0x12]) + _varint(len(dictionary)) + dictionary
+    assert not _reference(wire)
+    assert vouch(wire) is None
+
+
 def test_nested_attribute_values_and_empty_requests_take_the_exact_path() -> None:
     request = make_request()
     request.dictionary.attribute_table[1].value.array_value.values.add(string_value="x")
@@ -168,6 +267,29 @@ def test_a_packed_index_field_cut_short_is_not_vouched_for(big: bool) -> None:
     with pytest.raises(Exception):  # noqa: B017 - whatever the full parser raises
         ExportProfilesServiceRequest.FromString(broken)
     assert vouch(broken) is None
+
+
+def test_differential_on_unusual_encodings() -> None:
+    rng = random.Random(1121)
+    vouched = declined_valid = invalid = 0
+    for case in range(600):
+        request = make_request(samples_per_profile=6, seed=case % 5)
+        if case % 2:
+            _agent_like(request)
+        if case % 3 == 0:
+            _big_tables(request, case)
+        _semantic_mutation(request, rng)
+        wire = _odd_encoding(request, rng, rng.choice((0.0, 0.002, 0.01, 0.05)))
+        assert _known(ExportProfilesServiceRequest.FromString(wire)) == request
+        valid = _reference(wire)
+        invalid += not valid
+        if vouch(wire) is None:
+            declined_valid += valid
+            continue
+        assert valid, wire.hex()
+        assert _known(_forwarded(wire)) == _known(_expected(wire)), wire.hex()
+        vouched += 1
+    assert vouched > 50 and declined_valid > 50 and invalid > 50, (vouched, declined_valid)
 
 
 def _mutations(wire: bytes, rng: random.Random) -> bytes:
