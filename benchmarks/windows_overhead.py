@@ -1,16 +1,20 @@
 """What precise and memory windows cost: while open, and in total under the overhead governor.
 
-    python benchmarks/windows_overhead.py            # ~25 min on a 2-core machine
+    python benchmarks/windows_overhead.py            # about an hour on a 2-core machine
+    python benchmarks/windows_overhead.py --part 1   # only: each window kind while open
+    python benchmarks/windows_overhead.py --part 2   # only: in total, governor on
+    python benchmarks/windows_overhead.py --part depth  # only: tracemalloc cost by depth
     python benchmarks/windows_overhead.py --quick    # a few minutes, to check the script
 
 Part 1, while open: the web workload runs with an on-demand window of one kind opened before
 the program starts and closed at exit (this script wraps the workload: ``--inside KIND``), so
 the work phase's CPU ratio against a bare run is the window's own cost; the sampler alone, GC
 profiling and the whole-run ``otelprof run --memory`` (heap snapshots every 10 s) are measured
-the same way as references. Part 2, in total: the web workload runs about two minutes at the
-default settings (budget 1% of process CPU), and with windows ten times denser under a 5% budget
-(so that the governor, not the schedule, decides); the overhead is the process CPU ratio against
-a bare run, and the governor's own account of it comes from the exported profiles' attributes.
+the same way as references. Part 2, in total: the web workload runs about 80 s of CPU at the
+default settings (budget 1% of process CPU), without windows, and with windows ten times denser
+under a 5% budget (so that the governor, not the schedule, decides); the overhead is the process
+CPU ratio against a bare run, and the governor's own account of it comes from the exported
+profiles' attributes. Part "depth": tracemalloc's cost by traceback depth on a micro-benchmark.
 
 Reuses the overhead harness (``benchmarks/harness.py``): one process per run, configurations
 interleaved round-robin, medians reported. Never part of CI.
@@ -88,6 +92,12 @@ WHILE_OPEN = [
 
 IN_TOTAL = [
     BARE,
+    _otelprof(
+        "no-windows",
+        "otelprof run without windows and GC profiling (the always-on parts only)",
+        (),
+        {**NO_WINDOWS, "OTEL_PYTHON_PROFILER_GC": "false"},
+    ),
     _otelprof("defaults", "otelprof run at its defaults (budget 1%)", (), {}),
     _otelprof(
         "dense-5%",
@@ -184,6 +194,42 @@ def _part(
     return {"title": title, "table": table, "runs": runs_to_json(runs), "accounts": accounts}
 
 
+def _allocate(rounds: int) -> int:
+    kept: List[object] = []
+    for i in range(rounds):
+        kept.append({"a": i, "b": [i, str(i)]})
+        if len(kept) > 1000:
+            kept = []
+    return len(kept)
+
+
+def _deep(depth: int, rounds: int) -> int:
+    return _allocate(rounds) if depth == 0 else _deep(depth - 1, rounds)
+
+
+def _tracemalloc_depths(depths: Sequence[int] = (1, 4, 8, 16, 32)) -> Dict[str, Any]:
+    """tracemalloc's cost by traceback depth: an allocation-bound loop 30 frames deep."""
+    import time
+    import tracemalloc
+
+    def timed() -> float:
+        started = time.process_time()
+        _deep(30, 200_000)
+        return time.process_time() - started
+
+    print("\n## tracemalloc cost by traceback depth (allocation-bound loop, 30 frames deep)")
+    bare = min(timed() for _ in range(3))
+    ratios = {}
+    for depth in depths:
+        tracemalloc.start(depth)
+        try:
+            ratios[depth] = min(timed() for _ in range(3)) / bare
+        finally:
+            tracemalloc.stop()
+        print(f"  depth {depth:2d}: {ratios[depth]:5.1f}x", flush=True)
+    return {"title": "tracemalloc depth", "ratios": ratios}
+
+
 def _inside(kind: str, program: List[str]) -> None:
     """Run ``program`` with an on-demand window of ``kind`` open from before its first line."""
     import otelprof
@@ -205,12 +251,14 @@ def main(argv: Sequence[str] = ()) -> int:
     parser.add_argument("--quick", action="store_true", help="short runs, one round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--python", default=sys.executable)
-    parser.add_argument("--part", choices=("1", "2", "all"), default="all")
+    parser.add_argument("--part", choices=("1", "2", "depth", "all"), default="all")
     args = parser.parse_args(argv)
     rounds = 1 if args.quick else args.rounds
     open_scale = 0.05 if args.quick else 0.25  # tracing runs take several times longer
-    total_scale = 0.5 if args.quick else 6.0  # ~2 minutes bare: long enough for windows
-    results = []
+    total_scale = 0.5 if args.quick else 4.0  # ~80 s of CPU bare: long enough for windows
+    results: List[Dict[str, Any]] = []
+    if args.part in ("depth", "all"):
+        results.append(_tracemalloc_depths())
     if args.part in ("1", "all"):
         workload = Workload("web_service", "web_service.py", ("--scale", str(open_scale)))
         results.append(_part("While open", workload, WHILE_OPEN, rounds, args.python))

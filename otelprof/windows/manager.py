@@ -97,7 +97,8 @@ class WindowManager:
         self._last_usage: Optional[Tuple[float, float]] = None
         self._usage_lock = threading.Lock()
         self._window_app_cpu = 0.0  # application CPU seen while the current window is open
-        self._signal = signals.WindowSignal()
+        if not hasattr(self, "_signal"):  # a fork child keeps the handler its parent installed
+            self._signal = signals.WindowSignal()
 
     def _new_governor(self) -> OverheadGovernor:
         # The budget holds over at least two of the longest intervals, so that a rare but
