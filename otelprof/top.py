@@ -7,25 +7,23 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from otelprof.model import Frame, ValueType
 from otelprof.reader import load_profiles
 from otelprof.records import (
     ENDPOINT_ATTRIBUTE,
-    SPAN_ID_BYTES,
     THREAD_NAME_ATTRIBUTE,
-    TRACE_ID_BYTES,
     ProfileRecord,
     by_resource,
     by_sample_attribute,
     by_sample_type,
     by_span_id,
     by_trace_id,
-    parse_hex_id,
     sample_types,
 )
 from otelprof.units import format_percent, format_value
+from otelprof.viewer.selection import add_filter_arguments
 
 __all__ = ["FunctionRow", "TopError", "TopTable", "compute_top", "format_top", "main_top"]
 
@@ -291,16 +289,6 @@ def format_top(
 # --- command line ------------------------------------------------------------------------------
 
 
-def _hex_arg(size: int, what: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        try:
-            return parse_hex_id(text, size, what).hex()
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return parse
-
-
 def _limit_arg(text: str) -> int:
     try:
         value = int(text)
@@ -309,13 +297,6 @@ def _limit_arg(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
     return value
-
-
-def _key_value_arg(text: str) -> Tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"must be KEY=VALUE, got {text!r}")
-    return key, value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -346,34 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"show the first N functions, 0 for all (default: {DEFAULT_LIMIT})",
     )
-    parser.add_argument(
-        "--trace-id",
-        type=_hex_arg(TRACE_ID_BYTES, "trace id"),
-        metavar="HEX",
-        help="only samples taken in this trace (32 hex digits)",
-    )
-    parser.add_argument(
-        "--span-id",
-        type=_hex_arg(SPAN_ID_BYTES, "span id"),
-        metavar="HEX",
-        help="only samples taken in this span (16 hex digits)",
-    )
-    parser.add_argument(
-        "--endpoint",
-        metavar="NAME",
-        help=f"only samples whose {ENDPOINT_ATTRIBUTE} is NAME, e.g. 'GET /checkout'",
-    )
-    parser.add_argument(
-        "--thread", metavar="NAME", help=f"only samples whose {THREAD_NAME_ATTRIBUTE} is NAME"
-    )
-    parser.add_argument(
-        "--resource",
-        type=_key_value_arg,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="only profiles with this resource attribute, e.g. service.name=checkout (repeatable)",
-    )
+    add_filter_arguments(parser)  # --resource, --thread, --endpoint, --trace-id, --span-id
     return parser
 
 
