@@ -21,8 +21,7 @@ import gc
 import sys
 import threading
 import time
-from types import CodeType
-from typing import Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 from otelprof._threads import AGENT_THREAD_IDENTS
 from otelprof.frames import FrameResolver
@@ -61,8 +60,8 @@ class GCSampler:
         self._lock = threading.Lock()
         self._started_ns = 0
         self._debt: Dict[int, int] = {}
-        self._counts: Dict[Tuple[Tuple[int, ...], int, Hashable], int] = {}
-        self._codes: Dict[int, CodeType] = {}
+        # (stack key, thread ident, tag) -> [nanoseconds, the key's code objects]
+        self._counts: Dict[Tuple[Tuple[int, ...], int, Hashable], List[Any]] = {}
         self._labels: Dict[int, Tuple[int, str]] = {}
         self.collections = 0
         self.total_nanos = 0
@@ -82,7 +81,6 @@ class GCSampler:
         self._started_ns = 0
         self._debt = {}
         self._counts = {}
-        self._codes = {}
         self._labels = {}
 
     # -- the callback (application threads, GIL held) ------------------------------------------
@@ -111,10 +109,11 @@ class GCSampler:
         tagger = self._tagger()
         tag = tagger(ident) if tagger is not None else None
         with self._lock:
-            entry_key = (key, ident, tag)
-            self._counts[entry_key] = self._counts.get(entry_key, 0) + debt
-            for code in codes:
-                self._codes[id(code)] = code
+            entry = self._counts.get((key, ident, tag))
+            if entry is None:
+                self._counts[(key, ident, tag)] = [debt, codes]
+            else:
+                entry[0] += debt
             if ident not in self._labels:
                 thread = threading.current_thread()
                 self._labels[ident] = (thread.native_id or ident, thread.name)
@@ -125,25 +124,30 @@ class GCSampler:
         """``(stack with [gc] on top, thread.id, thread.name, tag, nanoseconds)`` since last."""
         with self._lock:
             counts, self._counts = self._counts, {}
-            codes, self._codes = self._codes, {}
             labels = dict(self._labels)
             self._labels.clear()
         resolver = FrameResolver()
         out = []
-        for (key, ident, tag), nanos in counts.items():
+        for (key, ident, tag), (nanos, codes) in counts.items():
             native_id, name = labels.get(ident, (ident, ""))
             stack = (GC_FRAME, *_decode(key, codes, resolver))
             out.append((stack, native_id, name, tag, nanos))
         return out
 
-    def fold_into(self, profiles: List[Profile], period_nanos: int) -> List[Profile]:
+    def fold_into(
+        self,
+        profiles: List[Profile],
+        period_nanos: int,
+        retag: Optional[Callable[[Hashable], Hashable]] = None,
+    ) -> List[Profile]:
         """The sampler's cpu/wall profiles with the GC time moved onto ``[gc]`` stacks."""
         drained = self.drain()
         if not drained:
             return profiles
         gc_samples: List[Sample] = []
         gc_by_thread: Dict[int, int] = {}
-        for stack, thread_id, thread_name, tag, nanos in drained:
+        for stack, thread_id, thread_name, raw_tag, nanos in drained:
+            tag = retag(raw_tag) if retag is not None else raw_tag
             sample_tag = tag if isinstance(tag, SampleTag) else _NO_TAG
             attrs: Attributes = tuple(
                 sorted(

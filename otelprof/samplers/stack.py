@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import CodeType, FrameType
-from typing import Callable, Dict, Hashable, List, Optional, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from otelprof._threads import AGENT_THREAD_IDENTS, start_agent_thread
 from otelprof.frames import FrameResolver
@@ -79,11 +79,24 @@ class _Interval:
 
     def __init__(self, start_unix_nano: int) -> None:
         self.start_unix_nano = start_unix_nano
-        # (stack key, thread ident, tag) -> [cpu ns, wall ns, count]
-        self.counts: Dict[Tuple[_StackKey, int, Hashable], List[int]] = {}
-        self.codes: Dict[int, CodeType] = {}
+        # (stack key, thread ident, tag) -> [cpu ns, wall ns, count, the key's code objects]
+        self.counts: Dict[Tuple[_StackKey, int, Hashable], List[object]] = {}
         self.thread_labels: Dict[int, Tuple[int, str]] = {}  # ident -> (native id, name)
         self.ticks = 0
+
+
+class _ThreadState:
+    """What the sampler keeps about one thread between ticks."""
+
+    __slots__ = ("clock", "codes", "cpu_ns", "key", "thread")
+
+    def __init__(self, thread: Optional[threading.Thread], clock: Optional[int]) -> None:
+        self.thread = thread  # the Thread object (an ident can be reused by a new thread)
+        self.clock = clock  # its CPU clock id, None where there is none
+        self.cpu_ns: Optional[int] = None  # the clock's reading at the last tick
+        # The last tick's walk of its stack: reused while the thread uses no CPU (below).
+        self.key: Optional[_StackKey] = None
+        self.codes: List[CodeType] = []
 
 
 class StackSampler:
@@ -107,8 +120,7 @@ class StackSampler:
         self._lock = threading.Lock()
         self._interval = _Interval(unix_clock_ns())
         self._last_tick_ns: Optional[int] = None
-        # ident -> (Thread object it belonged to, cpu clock id, last cpu reading)
-        self._cpu_state: Dict[int, Tuple[object, Optional[int], Optional[int]]] = {}
+        self._cpu_state: Dict[int, _ThreadState] = {}  # by thread ident
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -177,55 +189,44 @@ class StackSampler:
             for ident, frame in frames.items():
                 if ident in AGENT_THREAD_IDENTS:
                     continue
-                cpu_delta = self._cpu_delta(ident, active.get(ident), cpu_state, first_tick)
-                key, codes = _walk(frame, max_depth)
+                state = cpu_state.get(ident)
+                thread = active.get(ident)
+                if state is None or state.thread is not thread:
+                    state = cpu_state[ident] = _new_thread_state(thread)
+                    # A thread not seen before (or a reused ident). Its CPU clock counts from
+                    # the thread's creation, so a thread born since the last tick is charged
+                    # all of it: servers that start a thread per request would otherwise lose
+                    # most of their CPU. Threads already running at the first tick only get a
+                    # baseline.
+                    if not first_tick:
+                        state.cpu_ns = 0
+                cpu_delta = _read_cpu(state)
+                key = state.key
+                if cpu_delta or key is None or state.clock is None:
+                    # A thread that used no CPU since the last tick ran no bytecode, so its
+                    # stack is the one walked then: idle threads, most of a server's, cost a
+                    # clock read instead of a walk. (Exact, and no frame is kept between
+                    # ticks: holding one would keep its locals alive past its return.)
+                    key, codes = _walk(frame, max_depth)
+                    state.key, state.codes = key, codes
+                else:
+                    codes = state.codes
                 tag = tagger(ident) if tagger is not None else None
                 if tag is not None and observer is not None:
                     observer(tag, codes[0] if codes else None, cpu_delta, wall_delta)
                 entry = counts.get((key, ident, tag))
                 if entry is None:
-                    counts[(key, ident, tag)] = [cpu_delta, wall_delta, 1]
-                    for code in codes:
-                        interval.codes[id(code)] = code
+                    counts[(key, ident, tag)] = [cpu_delta, wall_delta, 1, codes]
                     if ident not in interval.thread_labels:
-                        interval.thread_labels[ident] = _thread_label(ident, active.get(ident))
+                        interval.thread_labels[ident] = _thread_label(ident, thread)
                 else:
-                    entry[0] += cpu_delta
-                    entry[1] += wall_delta
-                    entry[2] += 1
+                    entry[0] += cpu_delta  # type: ignore[operator]
+                    entry[1] += wall_delta  # type: ignore[operator]
+                    entry[2] += 1  # type: ignore[operator]
         if len(cpu_state) > len(frames):
             for ident in [i for i in cpu_state if i not in frames]:
                 del cpu_state[ident]
         del frames  # don't keep other threads' frames alive until the next tick
-
-    @staticmethod
-    def _cpu_delta(
-        ident: int,
-        thread: Optional[threading.Thread],
-        cpu_state: Dict[int, Tuple[object, Optional[int], Optional[int]]],
-        first_tick: bool,
-    ) -> int:
-        state = cpu_state.get(ident)
-        if state is None or state[0] is not thread:
-            # A thread not seen before (or a reused ident). Its CPU clock counts from the
-            # thread's creation, so a thread born since the last tick is charged all of it:
-            # servers that start a thread per request would otherwise lose most of their CPU.
-            # Threads already running when profiling starts only get a baseline.
-            clock = _thread_cpu_clock(getattr(thread, "native_id", None))
-            previous = None if first_tick else 0
-        else:
-            _, clock, previous = state
-        if clock is None:
-            cpu_state[ident] = (thread, None, None)
-            return 0
-        try:
-            current: Optional[int] = time.clock_gettime_ns(clock)
-        except OSError:  # the thread exited between _current_frames() and now
-            current = None
-        cpu_state[ident] = (thread, clock, current)
-        if current is None or previous is None or current < previous:
-            return 0
-        return current - previous
 
     # -- handing data over -----------------------------------------------------------------------
 
@@ -235,19 +236,18 @@ class StackSampler:
         with self._lock:
             interval, self._interval = self._interval, _Interval(now_unix)
         resolver = FrameResolver()
-        codes = interval.codes
         samples = []
-        for (key, ident, tag), (cpu, wall, count) in interval.counts.items():
+        for (key, ident, tag), (cpu, wall, count, codes) in interval.counts.items():
             native_id, name = interval.thread_labels.get(ident, (ident, ""))
             samples.append(
                 ThreadSample(
-                    stack=_decode(key, codes, resolver),
+                    stack=_decode(key, codes, resolver),  # type: ignore[arg-type]
                     thread_id=native_id,
                     thread_name=name,
                     tag=tag,
-                    cpu_nanos=cpu,
-                    wall_nanos=wall,
-                    count=count,
+                    cpu_nanos=cpu,  # type: ignore[arg-type]
+                    wall_nanos=wall,  # type: ignore[arg-type]
+                    count=count,  # type: ignore[arg-type]
                 )
             )
         return StackSnapshot(interval.start_unix_nano, now_unix, tuple(samples), interval.ticks)
@@ -288,10 +288,28 @@ def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[C
     return tuple(key), codes
 
 
-def _decode(key: _StackKey, codes: Dict[int, CodeType], resolver: FrameResolver) -> Stack:
-    frames = []
-    for position in range(0, len(key) - 1, 2):
-        frames.append(resolver.frame(codes[key[position]], key[position + 1]))
+def _new_thread_state(thread: Optional[threading.Thread]) -> _ThreadState:
+    return _ThreadState(thread, _thread_cpu_clock(getattr(thread, "native_id", None)))
+
+
+def _read_cpu(state: _ThreadState) -> int:
+    """The thread's CPU time since the last reading (0 when unknown), and a new reading."""
+    clock = state.clock
+    if clock is None:
+        return 0
+    try:
+        current: Optional[int] = time.clock_gettime_ns(clock)
+    except OSError:  # the thread exited between _current_frames() and now
+        current = None
+    previous, state.cpu_ns = state.cpu_ns, current
+    if current is None or previous is None or current < previous:
+        return 0
+    return current - previous
+
+
+def _decode(key: _StackKey, codes: Sequence[CodeType], resolver: FrameResolver) -> Stack:
+    """The frames of a stack key; ``codes`` are its code objects, leaf first, as walked."""
+    frames = [resolver.frame(code, key[2 * i + 1]) for i, code in enumerate(codes)]
     if key and key[-1] == _TRUNCATED:
         frames.append(TRUNCATED_FRAME)
     return tuple(frames)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 import sys
 import threading
+import types
 
 from otelprof._threads import start_agent_thread
 from otelprof.model import TRUNCATED_FRAME
+from otelprof.samplers import stack as stack_module
 from otelprof.samplers.stack import StackSampler, snapshot_to_profiles
 from tests.agent.helpers import FakeClock, ParkedThread, function_names, wait_until
 
@@ -175,3 +177,66 @@ def test_a_thread_born_between_ticks_is_charged_its_cpu_since_creation():
         snapshot = sampler.drain()
     (sample,) = _samples_of(snapshot, "born-later")
     assert sample.cpu_nanos > 0
+
+
+def move_between(arrived: threading.Event, release: threading.Event, step: list) -> None:
+    """Parks in first_stop, then (when told) in second_stop: a thread whose stack changes."""
+
+    def first_stop() -> None:
+        arrived.set()
+        step[0].wait()
+
+    def second_stop() -> None:
+        step[1].set()
+        release.wait()
+
+    first_stop()
+    second_stop()
+
+
+def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again(monkeypatch):
+    walks = []
+    real_walk = stack_module._walk
+
+    def counting_walk(frame, max_depth):
+        key, codes = real_walk(frame, max_depth)
+        walks.append([code.co_name for code in codes])
+        return key, codes
+
+    monkeypatch.setattr(stack_module, "_walk", counting_walk)
+    sampler = StackSampler(interval_seconds=0.01)
+    step = [threading.Event(), threading.Event()]
+    with ParkedThread("mover", lambda a, r: move_between(a, r, step)):
+        for _ in range(3):  # blocked in first_stop: its CPU clock does not move
+            sampler.sample_once()
+        step[0].set()
+        assert step[1].wait(10)
+        wait_until(lambda: "second_stop" in _current_functions("mover"))
+        sampler.sample_once()  # it ran (used CPU) since the last tick: walked again
+        snapshot = sampler.drain()
+    assert sum("first_stop" in names for names in walks) == 1
+    assert sum("second_stop" in names for names in walks) == 1
+    stacks = {}
+    for sample in _samples_of(snapshot, "mover"):
+        names = tuple(function_names(sample.stack))
+        stacks[names] = stacks.get(names, 0) + sample.count
+    first = [n for n in stacks if any(f.endswith("first_stop") for f in n)]
+    second = [n for n in stacks if any(f.endswith("second_stop") for f in n)]
+    assert sum(stacks[n] for n in first) == 3
+    assert sum(stacks[n] for n in second) == 1
+    # No frame is held between ticks (only code objects): a returned frame's locals are freed.
+    assert not any(
+        isinstance(value, types.FrameType)
+        for state in sampler._cpu_state.values()
+        for value in (state.key, *state.codes)
+    )
+
+
+def _current_functions(thread_name: str) -> list:
+    thread = next(t for t in threading.enumerate() if t.name == thread_name)
+    frame = sys._current_frames()[thread.ident]
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names

@@ -95,7 +95,7 @@ def _sample(function: str, thread_id: int, value: int) -> Sample:
 def test_folding_moves_gc_time_out_of_the_samplers_stacks_and_keeps_totals():
     sampler = GCSampler(period_nanos=1)
     key = ((), 1, None)
-    sampler._counts[key] = 300
+    sampler._counts[key] = [300, []]
     sampler._labels[1] = (42, "t42")
     cpu = Profile(
         CPU_NANOS, CPU_NANOS, 10_000_000, 0, 10, (_sample("work", 42, 600), _sample("io", 42, 400))
