@@ -85,7 +85,7 @@ class Profiler:
         self.windows = WindowManager(
             config,
             tagger=lambda: self.sampler.tagger,
-            span_to_tag=self.correlation.active.tag_of_span,  # windows' spans read as samples'
+            span_to_tag=self.correlation.window_tag,  # windows' spans read as samples'
         )
         self.processor = ExportProcessor(
             collect=self.collect,
@@ -199,7 +199,7 @@ class Profiler:
                 profiles.extend(source())
             except Exception:
                 _logger.exception("otelprof: a profile source failed; its data is skipped")
-        profiles = self.windows.contribute(profiles, period)
+        profiles = self.windows.contribute(profiles, period, self.correlation.endpoint_tag)
         if not profiles:
             return None
         return build_request(merge_profiles(profiles), self.resource, SCOPE_NAME, __version__)

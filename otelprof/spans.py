@@ -47,9 +47,6 @@ HOT_FUNCTION_COUNT = 5
 MAX_LIVE_SPANS = 100_000
 MAX_FUNCTIONS_PER_ROOT = 256
 
-EndpointSink = Callable[[int, Any], None]
-"""Told ``(root span id, span)`` when a local root span ends."""
-
 
 class _SpanState:
     """What is tracked about one live span (slots: there is one per span in flight)."""
@@ -59,7 +56,6 @@ class _SpanState:
         "leaf_wall",
         "parent",
         "root_id",
-        "sampled",
         "sampled_cpu_ns",
         "span",
         "thread",
@@ -70,7 +66,6 @@ class _SpanState:
         self.thread = thread
         self.cpu_start_ns = cpu_start_ns  # thread CPU clock at start (synchronous spans), or -1
         self.sampled_cpu_ns: Optional[int] = None  # asyncio spans: CPU of their samples
-        self.sampled = False  # a sample landed in it (so the sampler cached a tag for it)
         self.span: Any = None  # local roots only: the live span, for its name
         self.leaf_wall: Optional[Dict[CodeType, int]] = None  # local roots: leaf code -> wall ns
         self.parent: Optional[_SpanState] = None  # the local parent's state, if tracked
@@ -145,14 +140,10 @@ class SpanAccounting:
         *,
         span_attributes: bool = True,
         pyroscope_profile_id: bool = False,
-        on_root_end: Optional[EndpointSink] = None,
-        on_span_end: Optional[Callable[[int], None]] = None,
         thread_cpu_ns: Callable[[], int] = time.thread_time_ns,
     ) -> None:
         self.span_attributes = span_attributes
         self.pyroscope_profile_id = pyroscope_profile_id
-        self.on_root_end = on_root_end
-        self.on_span_end = on_span_end
         self._thread_cpu_ns = thread_cpu_ns
         self._live: Dict[int, _SpanState] = {}
         self._descriptions: Dict[CodeType, str] = {}
@@ -222,9 +213,7 @@ class SpanAccounting:
         span_id: int = span_context.span_id
         state = self._live.pop(span_id, None)
         if state is None:
-            if writable and span_context.trace_flags.sampled:
-                self._untracked_end(span, span_id)
-            return
+            return  # not sampled, or started before the processor was attached
         attributes: Dict[str, AttributeValue] = {}
         if state.sampled_cpu_ns is not None:
             attributes[CPU_TIME_ATTRIBUTE] = state.sampled_cpu_ns
@@ -241,22 +230,8 @@ class SpanAccounting:
                 attributes[HOT_FUNCTIONS_ATTRIBUTE] = self._hot_functions(state.leaf_wall)
             if self.pyroscope_profile_id:
                 attributes[PYROSCOPE_PROFILE_ID_ATTRIBUTE] = f"{span_id:016x}"
-            # Only a root some sample landed in needs an endpoint (most roots have none).
-            if state.leaf_wall and self.on_root_end is not None:
-                self.on_root_end(span_id, span)
         if attributes and writable and not set_ending_attributes(span, attributes):
             self.write_failures += 1
-        if state.sampled and self.on_span_end is not None:
-            self.on_span_end(span_id)
-
-    def _untracked_end(self, span: Any, span_id: int) -> None:
-        # Started before the processor was attached (the SDK was set up after the profiler):
-        # no CPU or hot functions, but a local root still names the endpoint of its samples.
-        parent = span.parent
-        if (parent is None or parent.is_remote) and self.on_root_end is not None:
-            self.on_root_end(span_id, span)
-        if self.on_span_end is not None:
-            self.on_span_end(span_id)
 
     def _hot_functions(self, leaf_wall: Dict[CodeType, int]) -> Tuple[str, ...]:
         ranked = sorted(leaf_wall.items(), key=lambda item: -item[1])[:HOT_FUNCTION_COUNT]
@@ -287,10 +262,8 @@ class SpanAccounting:
     ) -> None:
         live = self._live
         state = live.get(span_id)
-        if state is not None:
-            state.sampled = True
-            if state.sampled_cpu_ns is not None:
-                state.sampled_cpu_ns += cpu_ns
+        if state is not None and state.sampled_cpu_ns is not None:
+            state.sampled_cpu_ns += cpu_ns
         root_id = getattr(tag, "root_id", 0)
         root = live.get(root_id) if root_id else None
         if root is not None and leaf is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from asyncio import AbstractEventLoop
 from asyncio import _get_running_loop as get_running_loop
-from typing import Any, Callable, Dict, Optional, Set
+from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from opentelemetry.context.context import Context
 
@@ -21,11 +21,13 @@ from otelprof.correlation.tags import BoundedNames, SpanTag, span_tag
 from otelprof.correlation.tasks import TaskSpans, current_task
 from otelprof.model import SampleTag
 
-MAX_CACHED_TAGS = 50_000
+MAX_CACHED_TAGS = 20_000
 _MISSING = object()
 
 RootOf = Callable[[int], Optional[int]]
 """The local root span id of a live span, when the span processor saw it start."""
+RootSpanOf = Callable[[int], Any]
+"""The live local root span object with this id, when the span processor saw it start."""
 
 
 class ActiveSpans:
@@ -38,15 +40,21 @@ class ActiveSpans:
         root_attribute: bool = True,
         task_names: Optional[BoundedNames] = None,
         root_of: Optional[RootOf] = None,
+        root_span_of: Optional[RootSpanOf] = None,
         on_new_span: Optional[Callable[[], None]] = None,
     ) -> None:
         self.link_to_root = link_to_root
         self.root_attribute = root_attribute
         self.root_of = root_of
+        self.root_span_of = root_span_of
         self.on_new_span = on_new_span
         self._threads: Dict[int, Any] = {}  # ident -> span object
         self._loops: Dict[int, AbstractEventLoop] = {}
-        self._tags: Dict[int, SpanTag] = {}  # span id -> tag, built once per sampled span
+        # span id -> tag, built once per sampled span. Two generations, turned over at each
+        # collect: a span sampled in this or the last interval keeps its tag, older ones go
+        # (tags hold their root span object, so the cache must not outlive the samples).
+        self._tags: Dict[int, SpanTag] = {}
+        self._old_tags: Dict[int, SpanTag] = {}
         self.tasks = TaskSpans(self.tag_of_span, context_variable(), task_names)
 
     # -- written on the application's threads ---------------------------------------------------
@@ -85,10 +93,6 @@ class ActiveSpans:
         """The span current on the calling thread (the one a task created here inherits)."""
         return current_context().get(SPAN_KEY)
 
-    def forget_span(self, span_id: int) -> None:
-        """The span ended: its cached tag is no longer needed."""
-        self._tags.pop(span_id, None)
-
     # -- read on the sampler thread --------------------------------------------------------------
 
     def tag(self, ident: int) -> Optional[SampleTag]:
@@ -109,41 +113,54 @@ class ActiveSpans:
     def tag_of_span(self, span: Any) -> Optional[SpanTag]:
         """The tag of a sampled local span; None for remote, unsampled or invalid spans."""
         span_context = span.get_span_context()
-        tag = self._tags.get(span_context.span_id)
+        span_id: int = span_context.span_id
+        tag = self._tags.get(span_id)
         if tag is not None:
             return tag
-        if span_context.is_remote or not span_context.trace_flags.sampled:
-            return None
-        span_id: int = span_context.span_id
-        root = self.root_of(span_id) if self.root_of is not None else None
-        if root is None:
-            root = self._root_from_parent(span, span_id)
-        tag = span_tag(span_context.trace_id, span_id, root, self.link_to_root, self.root_attribute)
+        tag = self._old_tags.get(span_id)
+        if tag is None:
+            if span_context.is_remote or not span_context.trace_flags.sampled:
+                return None
+            tag = self._new_tag(span, span_context.trace_id, span_id)
         if len(self._tags) >= MAX_CACHED_TAGS:
-            self._tags.clear()  # only when no span processor removes ended spans: stay bounded
+            self._tags.clear()  # a flood of spans within one interval: stay bounded
         self._tags[span_id] = tag
         return tag
 
-    def _root_from_parent(self, span: Any, span_id: int) -> Optional[int]:
-        # Only for spans the span processor did not see start (it was attached later).
+    def _new_tag(self, span: Any, trace_id: int, span_id: int) -> SpanTag:
+        root = self.root_of(span_id) if self.root_of is not None else None
+        if root is None:
+            # The span ended already (sampled between its end and the context switching
+            # back) or started before the span processor was attached.
+            root, root_span = self._root_from_parent(span, span_id)
+        elif root == span_id:
+            root_span = span
+        else:
+            root_span = self.root_span_of(root) if self.root_span_of is not None else None
+        return span_tag(trace_id, span_id, root, self.link_to_root, self.root_attribute, root_span)
+
+    def _root_from_parent(self, span: Any, span_id: int) -> Tuple[Optional[int], Any]:
+        """(local root id, root span object), each None when unknown."""
         parent: Any = getattr(span, "parent", _MISSING)
         if parent is _MISSING:
-            return None  # not an SDK span: its parent is unknowable
+            return None, None  # not an SDK span: its parent is unknowable
         if parent is None or parent.is_remote:
-            return span_id
+            return span_id, span
         if self.root_of is not None:
             root = self.root_of(parent.span_id)
             if root is not None:
-                return root
-        parent_tag = self._tags.get(parent.span_id)
+                root_span = self.root_span_of(root) if self.root_span_of is not None else None
+                return root, root_span
+        parent_tag = self._tags.get(parent.span_id) or self._old_tags.get(parent.span_id)
         if parent_tag is None or not parent_tag.root_id:
-            return None
-        return parent_tag.root_id
+            return None, None
+        return parent_tag.root_id, parent_tag.root_span
 
     # -- upkeep (export thread) -------------------------------------------------------------------
 
     def prune(self, live_idents: Set[int]) -> None:
-        """Forget threads that exited and loops that closed."""
+        """Forget threads that exited, loops that closed, tags not used for an interval."""
+        self._old_tags, self._tags = self._tags, {}
         # list() copies in one step: other threads add entries while this runs.
         for ident in list(self._threads):
             if ident not in live_idents:
@@ -156,4 +173,5 @@ class ActiveSpans:
         self._threads.clear()
         self._loops.clear()
         self._tags.clear()
+        self._old_tags.clear()
         self.tasks.clear()

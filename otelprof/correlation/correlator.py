@@ -11,6 +11,7 @@ from otelprof.correlation import context_hook
 from otelprof.correlation.active import ActiveSpans
 from otelprof.correlation.endpoints import Endpoints
 from otelprof.correlation.tags import BoundedNames
+from otelprof.model import SampleTag
 from otelprof.samplers.stack import StackSnapshot
 
 if TYPE_CHECKING:
@@ -45,7 +46,6 @@ class SpanCorrelator:
         self.accounting = SpanAccounting(
             span_attributes=span_attributes,
             pyroscope_profile_id=pyroscope_profile_id,
-            on_root_end=self.endpoints.root_ended,
         )
         # Pyroscope joins a root span to samples by their link's span id (pyroscope.profile.id):
         # then samples link to their local root, and a per-request attribute would split series.
@@ -54,9 +54,9 @@ class SpanCorrelator:
             root_attribute=not pyroscope_profile_id,
             task_names=BoundedNames(max_task_names),
             root_of=self.accounting.root_of,
+            root_span_of=self.accounting.live_root,
             on_new_span=self._on_new_span,
         )
-        self.accounting.on_span_end = self.active.forget_span
         self._clock = clock
         self._tracer_provider = tracer_provider  # None: the global one, whenever it is set
         self._hook: Optional[context_hook.RecordingRuntimeContext] = None
@@ -109,7 +109,6 @@ class SpanCorrelator:
                 processor.unbind()
             self.active.clear()
             self.accounting.clear()
-            self.endpoints.clear()
         except Exception:
             _logger.exception("otelprof: error while removing the span correlation hooks")
 
@@ -155,13 +154,30 @@ class SpanCorrelator:
 
     # -- collection (export thread) --------------------------------------------------------------
 
+    def endpoint_tag(self, tag: Hashable) -> Hashable:
+        """A sample tag with its endpoint added, for samples recorded outside the stack sampler
+        (the ``[gc]`` frames); the tag as it is on any error."""
+        try:
+            return self.endpoints.tag(tag)
+        except Exception:
+            _logger.debug("otelprof: adding an endpoint failed", exc_info=True)
+            return tag
+
+    def window_tag(self, span: Any) -> Optional[SampleTag]:
+        """The tag of a precise window's span, endpoint included (asked at the window's end)."""
+        tag = self.active.tag_of_span(span)
+        if tag is None:
+            return None
+        with_endpoint = self.endpoint_tag(tag)
+        return with_endpoint if isinstance(with_endpoint, SampleTag) else tag
+
     def collect(self, snapshot: StackSnapshot) -> StackSnapshot:
         """Upkeep, then the endpoint of each sample's local root span added to its tag."""
         try:
             self.active.prune(set(sys._current_frames()))
             if self._processor is None and self._hook is not None:
                 self.install_span_processor()
-            return self.endpoints.rewrite(snapshot, self.accounting.live_root)
+            return self.endpoints.rewrite(snapshot)
         except Exception:
             _logger.exception("otelprof: adding endpoints failed; samples keep their span links")
             return snapshot

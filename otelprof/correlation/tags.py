@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from otelprof.model import Attributes, AttributeValue, SampleTag, SpanLink
 from otelprof.records import ENDPOINT_ATTRIBUTE
@@ -35,17 +35,25 @@ _DEFAULT_TASK_NAME = re.compile(r"Task-\d+\Z")
 class SpanTag(SampleTag):
     """A :class:`SampleTag` that also remembers, outside equality, which spans produced it.
 
-    ``span_id`` is the active span and ``root_id`` its local root (0 when unknown); the
-    collect step reads ``root_id`` to add the endpoint, the span processor reads both to charge
-    sampled CPU and hot functions. Equality stays that of the exported link and attributes.
+    ``span_id`` is the active span and ``root_id`` its local root (0 when unknown); the span
+    processor reads both to charge sampled CPU and hot functions. ``root_span`` is the local
+    root span object itself when known: the collect step names the endpoint from it, so a root
+    that ended between a sample and its export (even before any sample was charged to it)
+    still names its samples. Equality stays that of the exported link and attributes.
     """
 
     span_id: int = field(default=0, compare=False)
     root_id: int = field(default=0, compare=False)
+    root_span: Any = field(default=None, compare=False, repr=False)
 
 
 def span_tag(
-    trace_id: int, span_id: int, root_id: Optional[int], link_to_root: bool, root_attribute: bool
+    trace_id: int,
+    span_id: int,
+    root_id: Optional[int],
+    link_to_root: bool,
+    root_attribute: bool,
+    root_span: Any = None,
 ) -> SpanTag:
     """The tag of samples taken while ``span_id`` is active."""
     linked = root_id if (link_to_root and root_id) else span_id
@@ -57,6 +65,7 @@ def span_tag(
         attributes=attributes,
         span_id=span_id,
         root_id=root_id or 0,
+        root_span=root_span,
     )
 
 
@@ -66,7 +75,9 @@ def with_attribute(tag: Optional[SampleTag], key: str, value: AttributeValue) ->
         return SampleTag(attributes=((key, value),))
     attributes = tuple(sorted((*(kv for kv in tag.attributes if kv[0] != key), (key, value))))
     if isinstance(tag, SpanTag):
-        return SpanTag(tag.link, attributes, span_id=tag.span_id, root_id=tag.root_id)
+        return SpanTag(
+            tag.link, attributes, span_id=tag.span_id, root_id=tag.root_id, root_span=tag.root_span
+        )
     return SampleTag(tag.link, attributes)
 
 

@@ -8,7 +8,7 @@ import logging
 import random
 import threading
 import time
-from typing import Callable, Deque, List, Optional, Set, Tuple, Union
+from typing import Callable, Deque, Hashable, List, Optional, Set, Tuple, Union
 
 from otelprof._threads import start_agent_thread
 from otelprof.config import ProfilerConfig
@@ -413,10 +413,17 @@ class WindowManager:
 
     # -- export ----------------------------------------------------------------------------------
 
-    def contribute(self, profiles: List[Profile], period_nanos: int) -> List[Profile]:
-        """At each export: GC folded into cpu/wall, window profiles added, governor counters."""
+    def contribute(
+        self,
+        profiles: List[Profile],
+        period_nanos: int,
+        retag: Optional[Callable[[Hashable], Hashable]] = None,
+    ) -> List[Profile]:
+        """At each export: GC folded into cpu/wall, window profiles added, governor counters.
+
+        ``retag`` completes the GC samples' tags as the sampler's were (their endpoint)."""
         if self.gc is not None:
-            profiles = self.gc.fold_into(profiles, period_nanos)
+            profiles = self.gc.fold_into(profiles, period_nanos, retag)
         with self._lock:
             extra = list(self._collected)
             self._collected.clear()

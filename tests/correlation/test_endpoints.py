@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Dict, List, Optional
+
+from opentelemetry import context, trace
 
 from otelprof.correlation import ENDPOINT_ATTRIBUTE, OTHER
 from otelprof.correlation.endpoints import endpoint_name
+from otelprof.samplers.gc import GCSampler
 
-from .harness import Harness, Parking, attrs, join_all, started_threads
+from .harness import Harness, Parking, attrs, join_all, link, started_threads
 
 
 class _Span:
@@ -94,12 +98,83 @@ def test_a_root_ending_after_a_collect_still_names_its_later_samples(harness: Ha
     parking.release("inside")
     join_all([thread])
     assert endpoints_seen(harness) == ["GET /straddle"]
-    # Memory stays bounded: two collections later the ended root is forgotten.
+    # Memory stays bounded: two collections later no cached tag holds the ended root.
     harness.collect()
-    assert not harness.correlator.endpoints._current
-    assert not harness.correlator.endpoints._previous
+    harness.collect()
+    assert not harness.correlator.active._tags
+    assert not harness.correlator.active._old_tags
+
+
+def test_a_root_sampled_only_between_its_end_and_the_context_reset_is_named(
+    harness: Harness,
+) -> None:
+    # Instrumentations end the server span, then detach its context: a tick in between
+    # samples a span the processor no longer tracks (seen under load in the Flask e2e test).
+    parking = Parking()
+
+    def request() -> None:
+        span = harness.tracer.start_span("GET /late")
+        token = context.attach(trace.set_span_in_context(span))
+        span.end()
+        parking.park("ended")
+        context.detach(token)
+
+    (thread,) = started_threads([request], "request")
+    parking.arrived()
+    harness.sampler.sample_once()
+    parking.release("ended")
+    join_all([thread])
+    assert endpoints_seen(harness) == ["GET /late"]
+
+
+def test_a_root_ending_between_tagging_and_charging_is_named(harness: Harness) -> None:
+    # The tag is built while the root is live; the root ends before the observer charges
+    # the sample (a GIL switch on the sampler thread): the tag alone must name the endpoint.
+    parking = Parking()
+    ended = []
+
+    def request() -> None:
+        with harness.tracer.start_as_current_span("GET /race"):
+            parking.park("inside")
+            ended.append(True)
+
+    (thread,) = started_threads([request], "request")
+    parking.arrived()
+    real_observer = harness.sampler.observer
+
+    def observe_after_the_end(*args: Any) -> None:
+        parking.release("inside")
+        join_all([thread])
+        assert ended
+        if real_observer is not None:
+            real_observer(*args)
+
+    harness.sampler.observer = observe_after_the_end
+    harness.sampler.sample_once()
+    harness.sampler.observer = real_observer
+    # (the thread is gone before its sample is stored, so it is found by its link, not name)
+    linked = [s for s in harness.collect() if link(s) is not None]
+    assert [attrs(s).get(ENDPOINT_ATTRIBUTE) for s in linked] == ["GET /race"]
 
 
 def run_in_root(harness: Harness, parking: Parking, name: str) -> None:
     with harness.tracer.start_as_current_span(name):
         parking.park("inside")
+
+
+def test_gc_samples_name_their_endpoint_like_the_samplers(harness: Harness) -> None:
+    collector = GCSampler(period_nanos=1, tagger=lambda: harness.correlator.tag)
+
+    def request() -> None:
+        with harness.tracer.start_as_current_span("GET /churn"):
+            collector.start()
+            try:
+                gc.collect()  # charged to this stack, under this span
+            finally:
+                collector.stop()
+
+    join_all(started_threads([request], "request"))
+    profiles = collector.fold_into([], 10_000_000, harness.correlator.endpoint_tag)
+    linked = [s for p in profiles for s in p.samples if s.link is not None]
+    assert linked
+    assert {dict(s.attributes).get(ENDPOINT_ATTRIBUTE) for s in linked} == {"GET /churn"}
