@@ -58,6 +58,7 @@ class ProfilerConfig:
     """Every setting of the agent; build it with :func:`resolve_config`."""
 
     sampling_rate_hz: float = 100.0
+    adaptive_rate: bool = True
     export_interval_seconds: float = 10.0
     max_stack_depth: int = 128
     output_dir: Optional[str] = None
@@ -132,7 +133,9 @@ _TEXT_SETTINGS = frozenset(
 _PATH_SETTINGS = frozenset(
     {"output_dir", "certificate_file", "client_key_file", "client_certificate_file"}
 )
-_FLAG_SETTINGS = frozenset({"insecure", "gc_profiling", "span_attributes", "pyroscope_profile_id"})
+_FLAG_SETTINGS = frozenset(
+    {"insecure", "gc_profiling", "span_attributes", "pyroscope_profile_id", "adaptive_rate"}
+)
 
 
 def _is_number(value: object) -> bool:
@@ -185,6 +188,8 @@ def validate(config: ProfilerConfig) -> None:
             raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value!r}")
         if name in _INT_SETTINGS and not isinstance(value, int):
             raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not isinstance(config.adaptive_rate, bool):
+        raise ConfigError(f"adaptive_rate must be true or false, got {config.adaptive_rate!r}")
     if not isinstance(config.gc_profiling, bool):
         raise ConfigError(f"gc_profiling must be true or false, got {config.gc_profiling!r}")
     for key, value in config.exporter.headers.items():
@@ -503,6 +508,11 @@ def resolve_config(environ: Optional[Mapping[str, str]] = None, **explicit: Any)
     resource_attributes = explicit.get("resource_attributes") or {}
     config = ProfilerConfig(
         sampling_rate_hz=pick("sampling_rate_hz", ev.OTEL_PYTHON_PROFILER_SAMPLING_RATE, float),
+        adaptive_rate=(
+            explicit["adaptive_rate"]
+            if "adaptive_rate" in explicit
+            else env_bool(env, ev.OTEL_PYTHON_PROFILER_ADAPTIVE_RATE, default.adaptive_rate)
+        ),
         export_interval_seconds=pick(
             "export_interval_seconds", ev.OTEL_PYTHON_PROFILER_EXPORT_INTERVAL, float
         ),

@@ -16,9 +16,22 @@ OTEL_PYTHON_PROFILER_SAMPLING_RATE = "OTEL_PYTHON_PROFILER_SAMPLING_RATE"
 """
 .. envvar:: OTEL_PYTHON_PROFILER_SAMPLING_RATE
 
-Stack samples per second taken of every thread, in hertz. Default ``100``; accepted range 1 to
-1000. Each sample is weighted by the measured time since the previous one, so a lower rate
-costs less and stays unbiased, only coarser.
+Stack samples per second taken of every thread, in hertz: the maximum rate. Default ``100``;
+accepted range 1 to 1000. Each sample is weighted by the measured time since the previous one,
+so a lower rate costs less and stays unbiased, only coarser. Unless
+:envvar:`OTEL_PYTHON_PROFILER_ADAPTIVE_RATE` is ``false``, the agent samples more slowly (down
+to 10 Hz) while that is what keeps its CPU within
+:envvar:`OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET`.
+"""
+
+OTEL_PYTHON_PROFILER_ADAPTIVE_RATE = "OTEL_PYTHON_PROFILER_ADAPTIVE_RATE"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_ADAPTIVE_RATE
+
+``true`` (default): once a second the agent compares its own threads' CPU with the
+application's and lowers the sampling rate (never below 10 Hz) when it is above its share of
+the overhead budget, raising it back up to :envvar:`OTEL_PYTHON_PROFILER_SAMPLING_RATE` when
+there is room; each halving or doubling is logged. ``false``: always sample at that rate.
 """
 
 OTEL_PYTHON_PROFILER_EXPORT_INTERVAL = "OTEL_PYTHON_PROFILER_EXPORT_INTERVAL"

@@ -27,8 +27,10 @@ from otelprof.resource import (
     merge_explicit,
     process_identity,
 )
+from otelprof.samplers.rate import RateController
 from otelprof.samplers.stack import StackSampler, snapshot_to_profiles
 from otelprof.version import __version__
+from otelprof.windows.governor import AgentCpuMeter
 from otelprof.windows.manager import WindowManager
 
 if TYPE_CHECKING:
@@ -78,6 +80,7 @@ class Profiler:
         self.correlation = SpanCorrelator.from_config(config)
         self.sampler = StackSampler(
             interval_seconds=1.0 / config.sampling_rate_hz,
+            rate=_rate_controller(config),
             max_depth=config.max_stack_depth,
             tagger=self.correlation.tag,
             observer=self.correlation.observe,
@@ -192,7 +195,8 @@ class Profiler:
     def collect(self) -> Optional[ExportProfilesServiceRequest]:
         """Drain every source into one request (None when nothing at all was recorded)."""
         snapshot = self.correlation.collect(self.sampler.drain())
-        period = int(1e9 / self.config.sampling_rate_hz)
+        # The period in force when collected: with an adaptive rate, the interval now in use.
+        period = int(self.sampler.current_interval_seconds * 1e9)
         profiles = snapshot_to_profiles(snapshot, period) if snapshot.ticks else []
         for source in list(self._sources):
             try:
@@ -240,6 +244,15 @@ class Profiler:
             util.Finalize(profiler, profiler.stop, exitpriority=100)
 
         util.register_after_fork(self, child_hook)
+
+
+def _rate_controller(config: ProfilerConfig) -> Optional[RateController]:
+    if not config.adaptive_rate:
+        return None
+    meter = AgentCpuMeter()
+    if not meter.available:  # no per-thread CPU clocks: nothing to steer by
+        return None
+    return RateController(config.sampling_rate_hz, config.overhead_budget, meter.delta_seconds)
 
 
 def merge_profiles(profiles: List[Profile]) -> List[Profile]:

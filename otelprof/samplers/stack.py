@@ -23,6 +23,7 @@ from otelprof.model import (
     SpanLink,
     Stack,
 )
+from otelprof.samplers.rate import RateController
 
 Tagger = Callable[[int], Hashable]
 """Given a thread ident, returns a hashable tag (e.g. the active span) recorded with its sample."""
@@ -110,8 +111,10 @@ class StackSampler:
         observer: Optional[Observer] = None,
         clock_ns: Callable[[], int] = time.monotonic_ns,
         unix_clock_ns: Callable[[], int] = time.time_ns,
+        rate: Optional[RateController] = None,
     ) -> None:
         self.interval_seconds = interval_seconds
+        self.rate = rate  # None: a fixed interval
         self.max_depth = max_depth
         self.tagger = tagger
         self.observer = observer
@@ -149,13 +152,21 @@ class StackSampler:
         self._interval = _Interval(self._unix_clock_ns())
         self._cpu_state.clear()
         self._last_tick_ns = None
+        if self.rate is not None:
+            self.rate.reset()
         self._thread = None
         self._stop = threading.Event()
 
+    @property
+    def current_interval_seconds(self) -> float:
+        """The interval between ticks now (longer than configured while the rate is lowered)."""
+        return self.rate.interval if self.rate is not None else self.interval_seconds
+
     def _run(self) -> None:
-        interval = self.interval_seconds
         next_tick = time.monotonic()
+        rate = self.rate
         while True:
+            interval = rate.update() if rate is not None else self.interval_seconds
             next_tick += interval
             delay = next_tick - time.monotonic()
             if delay < 0:

@@ -1,0 +1,115 @@
+"""The sampling rate that keeps the agent inside its CPU budget on the workload it is in.
+
+A tick's cost depends on the application: how many threads it has, how busy they keep the GIL
+(on a shared 2-vCPU machine, taking the GIL back from three busy threads costs the sampler
+50-60 us of CPU per wake-up before it has done anything), how often their stacks change. A fixed
+rate is either too slow for quiet programs or over budget for busy thread-per-request servers
+(docs/benchmarks.md measures both). So the configured rate is the maximum, and once a second
+the controller compares the agent threads' CPU with the process's and stretches the interval
+when the agent's share is above its target, or shortens it back towards the maximum rate when
+there is room. The cost of a tick is close to proportional to the rate, so one correction
+nearly converges; each step is limited to a factor of two and smoothed over a few seconds so
+an export burst does not make the rate jump.
+
+The target is a fraction of the overhead budget: the agent's own threads are what it can
+measure, but each tick also costs the application's threads about as much again (GIL
+hand-offs; measured by ``benchmarks/ab_blocks.py``), and spans pay for their hooks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional
+
+_logger = logging.getLogger("otelprof")
+
+CHECK_SECONDS = 1.0
+"""How often the controller looks at the CPU shares."""
+OWN_SHARE_OF_BUDGET = 0.35
+"""The agent threads' target, as a fraction of the overhead budget (the rest: see above)."""
+MIN_RATE_HZ = 10.0
+"""Never slower than this: wall-time profiles of a quiet program stay useful."""
+SMOOTHING = 0.5
+"""Weight of the newest second in the smoothed share."""
+
+
+class RateController:
+    """Decides the sampling interval from measured CPU; called by the sampler thread."""
+
+    def __init__(
+        self,
+        max_rate_hz: float,
+        budget: float,
+        agent_cpu_seconds: Callable[[], float],
+        process_cpu_seconds: Callable[[], float] = time.process_time,
+        clock: Callable[[], float] = time.monotonic,
+        min_rate_hz: float = MIN_RATE_HZ,
+    ) -> None:
+        self.min_interval = 1.0 / max_rate_hz
+        self.max_interval = max(self.min_interval, 1.0 / min_rate_hz)
+        self.target = budget * OWN_SHARE_OF_BUDGET
+        self.interval = self.min_interval
+        self._agent_cpu_seconds = agent_cpu_seconds  # agent-thread CPU since the last call
+        self._process_cpu_seconds = process_cpu_seconds
+        self._clock = clock
+        self._next_check = clock() + CHECK_SECONDS
+        self._last_process: Optional[float] = None
+        self.share: Optional[float] = None  # smoothed agent CPU / application CPU
+        self._logged_rate = max_rate_hz
+        self.adjustments = 0
+
+    def reset(self) -> None:
+        """Start measuring afresh (a fork child: its process CPU clock started over)."""
+        self._last_process = None
+        self._next_check = self._clock() + CHECK_SECONDS
+        self.share = None
+
+    @property
+    def rate_hz(self) -> float:
+        return 1.0 / self.interval
+
+    def update(self) -> float:
+        """The interval to wait before the next tick (cheap except once a second)."""
+        now = self._clock()
+        if now < self._next_check:
+            return self.interval
+        self._next_check = now + CHECK_SECONDS
+        process = self._process_cpu_seconds()
+        agent = self._agent_cpu_seconds()
+        last, self._last_process = self._last_process, process
+        if last is None or self.target <= 0:
+            return self.interval  # the first look only sets the baselines
+        application = max(process - last - agent, 1e-6)
+        share = agent / application
+        self.share = (
+            share if self.share is None else (SMOOTHING * share + (1 - SMOOTHING) * self.share)
+        )
+        self._adjust(self.share)
+        return self.interval
+
+    def _adjust(self, share: float) -> None:
+        # Over target: stretch in proportion. Well under it: shorten, towards the maximum rate.
+        if share > self.target:
+            factor = min(2.0, share / self.target)
+        elif share < 0.7 * self.target and self.interval > self.min_interval:
+            factor = max(0.5, share / (0.85 * self.target))
+        else:
+            return
+        interval = min(self.max_interval, max(self.min_interval, self.interval * factor))
+        if interval == self.interval:
+            return
+        self.interval = interval
+        self.adjustments += 1
+        rate = self.rate_hz
+        # One info line per halving or doubling, debug otherwise: the rate moves with the load.
+        if rate < self._logged_rate / 2 or rate > self._logged_rate * 2:
+            self._logged_rate = rate
+            _logger.info(
+                "otelprof: sampling at %.0f Hz to keep the agent's CPU within its budget"
+                " (agent threads at %.2f%% of the application's CPU)",
+                rate,
+                share * 100,
+            )
+        else:
+            _logger.debug("otelprof: sampling rate now %.1f Hz", rate)

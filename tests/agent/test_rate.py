@@ -1,0 +1,125 @@
+"""The adaptive sampling rate: slower while the agent is over its share of the budget, then back."""
+
+from __future__ import annotations
+
+import logging
+from typing import List
+
+import pytest
+
+from otelprof.config import resolve_config
+from otelprof.profiler import Profiler
+from otelprof.samplers.rate import CHECK_SECONDS, OWN_SHARE_OF_BUDGET, RateController
+
+
+class Usage:
+    """Injected clocks: the process burns ``app`` CPU-seconds per second, the agent ``cost``
+    CPU-seconds per tick (so the agent's CPU follows the rate, as a real sampler's does)."""
+
+    def __init__(self, app: float, cost: float) -> None:
+        self.app = app
+        self.cost = cost
+        self.now = 0.0
+        self.process = 0.0
+        self.agent_total = 0.0
+        self.agent_read = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def process_cpu(self) -> float:
+        return self.process
+
+    def agent_cpu(self) -> float:
+        delta, self.agent_read = self.agent_total - self.agent_read, self.agent_total
+        return delta
+
+    def run_second(self, controller: RateController) -> None:
+        ticks = round(1.0 / controller.interval)
+        self.agent_total += ticks * self.cost
+        self.process += self.app + ticks * self.cost
+        self.now += CHECK_SECONDS
+        controller.update()
+
+
+def controller(usage: Usage, budget: float = 0.01, max_rate: float = 100.0) -> RateController:
+    return RateController(
+        max_rate, budget, usage.agent_cpu, process_cpu_seconds=usage.process_cpu, clock=usage.clock
+    )
+
+
+def share(usage: Usage, rate_hz: float) -> float:
+    return rate_hz * usage.cost / usage.app
+
+
+def test_an_expensive_workload_gets_the_highest_rate_within_the_target() -> None:
+    # 100 us per tick against one busy core: 1 % at 100 Hz, the target is 0.35 %.
+    usage = Usage(app=1.0, cost=100e-6)
+    steering = controller(usage)
+    seen: List[float] = []
+    for _ in range(30):
+        usage.run_second(steering)
+        seen.append(steering.rate_hz)
+    target = 0.01 * OWN_SHARE_OF_BUDGET
+    assert share(usage, seen[-1]) <= target * 1.05
+    assert share(usage, seen[-1]) >= target * 0.6  # not needlessly slow
+    assert min(seen) >= 10.0
+
+
+def test_a_cheap_workload_keeps_the_configured_rate() -> None:
+    usage = Usage(app=1.0, cost=10e-6)  # 0.1 % at 100 Hz
+    steering = controller(usage)
+    for _ in range(20):
+        usage.run_second(steering)
+    assert steering.rate_hz == 100.0
+    assert steering.adjustments == 0
+
+
+def test_the_rate_comes_back_when_the_load_changes() -> None:
+    usage = Usage(app=0.05, cost=100e-6)  # a quiet program: far over, down to the floor
+    steering = controller(usage)
+    for _ in range(20):
+        usage.run_second(steering)
+    assert steering.rate_hz == 10.0
+    usage.app, usage.cost = 2.0, 20e-6  # busy now, and ticks got cheaper
+    for _ in range(20):
+        usage.run_second(steering)
+    assert steering.rate_hz == 100.0
+
+
+def test_between_checks_the_interval_does_not_move_and_the_first_check_only_measures() -> None:
+    usage = Usage(app=1.0, cost=1e-3)
+    steering = controller(usage)
+    assert steering.update() == 0.01  # before the first check
+    usage.run_second(steering)  # first check: baselines only
+    assert steering.rate_hz == 100.0
+    usage.run_second(steering)
+    assert steering.rate_hz == 50.0  # at most halved per step
+
+
+def test_adjustments_are_logged_once_per_halving(caplog: pytest.LogCaptureFixture) -> None:
+    usage = Usage(app=0.05, cost=100e-6)
+    steering = controller(usage)
+    with caplog.at_level(logging.INFO, logger="otelprof"):
+        for _ in range(20):
+            usage.run_second(steering)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert lines and all("to keep the agent's CPU within its budget" in line for line in lines)
+    assert len(lines) <= 4  # 100 -> 10 Hz is a little over three halvings
+
+
+def test_reset_forgets_the_baselines() -> None:
+    usage = Usage(app=1.0, cost=1e-3)
+    steering = controller(usage)
+    usage.run_second(steering)
+    steering.reset()
+    usage.process = 0.0  # a fork child's process clock starts over
+    usage.run_second(steering)
+    assert steering.rate_hz == 100.0  # baselines again, no bogus share
+
+
+def test_the_profiler_uses_it_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Profiler(resolve_config()).sampler.rate is not None
+    assert Profiler(adaptive_rate=False).sampler.rate is None
+    monkeypatch.setenv("OTEL_PYTHON_PROFILER_ADAPTIVE_RATE", "false")
+    assert resolve_config().adaptive_rate is False
