@@ -7,6 +7,8 @@ add one :class:`Config` to :data:`CONFIGS`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import importlib.util
 import shutil
 import subprocess
@@ -235,6 +237,28 @@ CONFIGS: Dict[str, Config] = {
         DDTRACE,
     )
 }
+
+
+def with_rate(name: str) -> Optional[Config]:
+    """``otelprof@HZ`` or ``otelprof-no-windows@HZ``: that config at another sampling rate
+    (how the default rate was chosen: the highest that keeps the overhead in its budget)."""
+    base_name, _, rate = name.partition("@")
+    base = CONFIGS.get(base_name)
+    if base is None or not base_name.startswith("otelprof") or not rate:
+        return None
+    try:
+        float(rate)
+    except ValueError:
+        return None
+    base_env = base.env
+    return dataclasses.replace(
+        base,
+        name=name,
+        description=f"{base.description}, sampling at {rate} Hz",
+        env=lambda ctx: {**base_env(ctx), "OTEL_PYTHON_PROFILER_SAMPLING_RATE": rate},
+    )
+
+
 # What `run_all.py` runs unless told otherwise: the agent and the peers the targets name.
 DEFAULT_OVERHEAD = ("bare", "otelprof", "otelprof-no-windows", "py-spy", "pyroscope-io")
 DEFAULT_ACCURACY = ("otelprof", "py-spy", "pyroscope-io")

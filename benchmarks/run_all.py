@@ -107,6 +107,10 @@ def _select(names: str, default: Sequence[str]) -> List[str]:
     chosen = list(default) if names == "default" else names.split(",")
     if names == "all":
         chosen = list(configs_module.CONFIGS)
+    for name in chosen:
+        rated = configs_module.with_rate(name)
+        if rated is not None:
+            configs_module.CONFIGS[name] = rated
     unknown = [n for n in chosen if n not in configs_module.CONFIGS]
     if unknown:
         sys.exit(f"unknown configuration(s): {', '.join(unknown)}")

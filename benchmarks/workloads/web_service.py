@@ -118,13 +118,19 @@ def create_app(database: Database) -> Flask:
 
 
 def instrument(app: Flask) -> bool:
-    """Trace requests with the OpenTelemetry SDK (no exporter) when the packages are present."""
+    """Trace requests with the OpenTelemetry SDK (no exporter) when the packages are present.
+
+    The provider is the global one, as ``opentelemetry-instrument`` sets it up: an in-process
+    profiler attaches its span processor to it, so span accounting is part of what is measured.
+    """
     try:
+        from opentelemetry import trace
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
         from opentelemetry.sdk.trace import TracerProvider
     except ImportError:
         return False
-    FlaskInstrumentor().instrument_app(app, tracer_provider=TracerProvider())  # type: ignore[no-untyped-call]
+    trace.set_tracer_provider(TracerProvider())
+    FlaskInstrumentor().instrument_app(app)  # type: ignore[no-untyped-call]
     return True
 
 
