@@ -3,6 +3,7 @@
     python benchmarks/ab_blocks.py                      # 12 pairs of 600 requests, agent defaults
     python benchmarks/ab_blocks.py --pairs 20 --rate 50 # another sampling rate
     python benchmarks/ab_blocks.py --part sampler       # only the stack sampler (no correlation)
+    python benchmarks/ab_blocks.py --part wake          # a thread that only takes the GIL at 100 Hz
 
 Whole-process CPU of separate runs (``run_all.py``) varies by several percent on a shared
 machine, more than the budget being checked. Here one process serves the web workload's Flask app
@@ -12,7 +13,9 @@ drift hits both sides of a pair alike. Per block: the process CPU, split into th
 (read per thread from /proc) and everything else (the application's threads). The report is the
 median over pairs of the application-thread CPU on/off ratio (what the agent makes the
 application pay, GIL hand-offs included) and the agent's own CPU as a share of the application's.
-Starting and stopping the agent happens between blocks, outside the measurement.
+Starting and stopping the agent happens between blocks, outside the measurement. The agent runs
+at a fixed rate here (blocks are too short for the adaptive rate to settle; ``--adaptive`` to
+try anyway): measure at the rate ``run_all.py`` shows the adaptive rate settling at.
 """
 
 from __future__ import annotations
@@ -35,12 +38,15 @@ sys.path.insert(0, str(ROOT))
 
 from _common import _rusage_cpu, task_cpu_seconds  # noqa: E402
 
+PARTS = ("agent", "sampler", "correlation", "wake", "busy-tick")
+
 
 class Part:
     """Starts and stops the agent (or one of its parts) between blocks."""
 
-    def __init__(self, kind: str, rate: float, out_dir: str) -> None:
+    def __init__(self, kind: str, rate: float, out_dir: str, adaptive: bool = False) -> None:
         self.kind = kind
+        self.adaptive = adaptive
         self.rate = rate
         self.out_dir = out_dir
         self._stop: Optional[Any] = None
@@ -49,7 +55,9 @@ class Part:
         if self.kind == "agent":
             import otelprof
 
-            profiler = otelprof.start(output_dir=self.out_dir, sampling_rate_hz=self.rate)
+            profiler = otelprof.start(
+                output_dir=self.out_dir, sampling_rate_hz=self.rate, adaptive_rate=self.adaptive
+            )
             self._stop = profiler.stop
         elif self.kind == "sampler":
             from otelprof.samplers.stack import StackSampler
@@ -138,8 +146,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--pairs", type=int, default=12)
     parser.add_argument("--requests", type=int, default=600, help="per block")
-    parser.add_argument("--rate", type=float, default=100.0, help="sampling rate, Hz")
-    parser.add_argument("--part", default="agent", choices=("agent", "sampler", "correlation", "wake", "busy-tick"))
+    parser.add_argument("--rate", type=float, default=100.0, help="(maximum) sampling rate, Hz")
+    parser.add_argument(
+        "--adaptive", action="store_true", help="agent part: let it lower its rate (default: fixed)"
+    )
+    parser.add_argument(
+        "--part", default="agent", choices=("agent", "sampler", "correlation", "wake", "busy-tick")
+    )
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
@@ -153,7 +166,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     instrument(app)
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, name="server", daemon=True).start()
-    part = Part(args.part, args.rate, tempfile.mkdtemp(prefix="ab-blocks-"))
+    part = Part(args.part, args.rate, tempfile.mkdtemp(prefix="ab-blocks-"), args.adaptive)
     rng = random.Random(args.seed)
     block(server.server_port, args.requests)  # warm up: imports, caches, database pages
     ratios: List[float] = []

@@ -8,7 +8,6 @@ add one :class:`Config` to :data:`CONFIGS`.
 from __future__ import annotations
 
 import dataclasses
-
 import importlib.util
 import shutil
 import subprocess
