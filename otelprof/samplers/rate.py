@@ -26,7 +26,7 @@ _logger = logging.getLogger("otelprof")
 
 CHECK_SECONDS = 1.0
 """How often the controller looks at the CPU shares."""
-OWN_SHARE_OF_BUDGET = 0.35
+OWN_SHARE_OF_BUDGET = 0.7
 """The agent threads' target, as a fraction of the overhead budget (the rest: see above)."""
 MIN_RATE_HZ = 10.0
 """Never slower than this: wall-time profiles of a quiet program stay useful."""
