@@ -11,9 +11,10 @@ there is room. The cost of a tick is close to proportional to the rate, so one c
 nearly converges; each step is limited to a factor of two and smoothed over a few seconds so
 an export burst does not make the rate jump.
 
-The target is a fraction of the overhead budget: the agent's own threads are what it can
-measure, but each tick also costs the application's threads about as much again (GIL
-hand-offs; measured by ``benchmarks/ab_blocks.py``), and spans pay for their hooks.
+The target is a fraction of the overhead budget, the rest being left to the precise and
+memory windows (their governor fits them in what remains). What the agent costs outside its
+own threads (GIL hand-offs, span hooks) cannot be measured from inside and is not steered
+here; ``benchmarks/ab_blocks.py`` measures it.
 """
 
 from __future__ import annotations
