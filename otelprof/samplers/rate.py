@@ -61,7 +61,10 @@ class RateController:
         self.adjustments = 0
 
     def reset(self) -> None:
-        """Start measuring afresh (a fork child: its process CPU clock started over)."""
+        """Start afresh at the maximum rate (a fork child: its process CPU clock started over,
+        and a short-lived child must not inherit a rate its parent lowered while idle)."""
+        self.interval = self.min_interval
+        self._logged_rate = 1.0 / self.min_interval
         self._last_process = None
         self._next_check = self._clock() + CHECK_SECONDS
         self.share = None

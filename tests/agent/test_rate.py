@@ -118,6 +118,16 @@ def test_reset_forgets_the_baselines() -> None:
     assert steering.rate_hz == 100.0  # baselines again, no bogus share
 
 
+def test_a_fork_child_starts_at_the_maximum_rate() -> None:
+    usage = Usage(app=0.05, cost=100e-6)  # an idle parent: down to the floor
+    steering = controller(usage)
+    for _ in range(10):
+        usage.run_second(steering)
+    assert steering.rate_hz == 10.0
+    steering.reset()  # what the sampler does in a fork child
+    assert steering.rate_hz == 100.0
+
+
 def test_the_profiler_uses_it_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Profiler(resolve_config()).sampler.rate is not None
     assert Profiler(adaptive_rate=False).sampler.rate is None

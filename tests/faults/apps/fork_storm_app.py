@@ -16,6 +16,23 @@ def child_work(i: int) -> None:
         digest = hashlib.sha256(digest).digest()
 
 
+def until_sampled(deadline_seconds: float = 10.0) -> None:
+    """Keep working until the child's own sampler has ticked (a child that exits before its
+    first tick has nothing to flush, and how long that takes depends on the machine)."""
+    import time
+
+    try:
+        import otelprof
+    except ImportError:  # the bare run
+        return
+    profiler = otelprof.get_profiler()
+    if profiler is None:
+        return
+    deadline = time.monotonic() + deadline_seconds
+    while profiler.sampler._interval.ticks == 0 and time.monotonic() < deadline:
+        child_work(0)
+
+
 def after_storm_work() -> str:
     digest = hashlib.sha256(b"after").digest()
     for _ in range(300000):
@@ -35,6 +52,8 @@ def main() -> int:
             child_work(i)
             if i % 2:
                 os._exit(0)
+            if i % 10 == 0:
+                until_sampled()  # some sys.exit children surely have samples to flush
             sys.exit(0)
         live.add(pid)
         while len(live) >= at_once:
