@@ -181,13 +181,37 @@ class StackSampler:
 
     def sample_once(self) -> None:
         """Take one sample of every thread (public so tests can drive it without a thread)."""
+        # Other threads' frames are only touched with the cyclic GC held off. Reading
+        # ``f_back`` may create the caller's frame object (``sys._current_frames()`` creates one
+        # per thread). Before Python 3.12 that allocation can run a collection on the spot, and
+        # with it gc callbacks and finalizers: Python code that may hand the GIL to the thread
+        # being read, which can then return from the very frame whose object is half made, and
+        # the walk reads freed memory: a segfault (tests/agent/test_sampler.py makes it happen
+        # every time; seen under thread churn with the GC sampler's callback, and reported
+        # against Sentry's and ddtrace's samplers).
+        # ``sys._current_frames()`` also holds the thread-list lock while it allocates, which a
+        # thread starting or exiting waits for while holding the GIL a callback handed over: a
+        # deadlock. With the GC off the tick runs no Python code but ours. An application that
+        # toggles the GC from another thread during the tick's ~0.1 ms can have its choice
+        # undone; that is the lesser evil.
+        gc_was_enabled = gc.isenabled()
+        if gc_was_enabled:
+            gc.disable()
+        try:
+            frames = sys._current_frames()
+            self._sample_threads(frames)
+            del frames  # don't keep other threads' frames alive until the next tick
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+
+    def _sample_threads(self, frames: Dict[int, FrameType]) -> None:
         now = self._clock_ns()
         last = self._last_tick_ns
         self._last_tick_ns = now
         # The first tick has no measured interval; charge the nominal one.
         wall_delta = now - last if last is not None else int(self.interval_seconds * 1e9)
         first_tick = last is None
-        frames = _current_frames()
         active: _ThreadMap = threading._active  # type: ignore[attr-defined]
         cpu_state = self._cpu_state
         tagger = self.tagger
@@ -237,7 +261,6 @@ class StackSampler:
         if len(cpu_state) > len(frames):
             for ident in [i for i in cpu_state if i not in frames]:
                 del cpu_state[ident]
-        del frames  # don't keep other threads' frames alive until the next tick
 
     # -- handing data over -----------------------------------------------------------------------
 
@@ -262,24 +285,6 @@ class StackSampler:
                 )
             )
         return StackSnapshot(interval.start_unix_nano, now_unix, tuple(samples), interval.ticks)
-
-
-def _current_frames() -> Dict[int, FrameType]:
-    """``sys._current_frames()`` with the cyclic GC held off while it runs.
-
-    It holds the interpreter's thread-list lock while it allocates; a collection started there
-    runs gc callbacks and finalizers, Python code that may hand the GIL to a thread waiting for
-    that same lock (one starting or exiting), and neither can go on (seen with the GC sampler's
-    callback on a thread-per-request server). If the application toggles the GC in these few
-    microseconds its choice can be lost; that is the lesser evil.
-    """
-    if not gc.isenabled():
-        return sys._current_frames()
-    gc.disable()
-    try:
-        return sys._current_frames()
-    finally:
-        gc.enable()
 
 
 def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[CodeType]]:

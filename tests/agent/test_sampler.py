@@ -240,3 +240,56 @@ def _current_functions(thread_name: str) -> list:
         names.append(frame.f_code.co_name)
         frame = frame.f_back
     return names
+
+
+FRAME_RACE = """
+import gc, sys, threading
+from otelprof.samplers.stack import StackSampler
+
+ready = threading.Event()
+release = threading.Lock()
+release.acquire()
+
+def inner():
+    ready.set()
+    release.acquire()  # parked: of this thread's frames, only inner's has a frame object
+
+def outer():
+    inner()
+
+worker = threading.Thread(target=outer)
+worker.start()
+ready.wait()
+fired = []
+
+def let_the_worker_return(phase, info):
+    # A collection while the sampler walks the worker's stack (reading inner's f_back makes
+    # outer's frame object): the callback lets the worker return from outer meanwhile.
+    if phase == "start" and not fired and sys._getframe(1).f_code.co_name == "_walk":
+        fired.append(True)
+        release.release()
+        worker.join()
+
+gc.callbacks.append(let_the_worker_return)
+gc.set_threshold(1)
+StackSampler().sample_once()
+gc.set_threshold(700)
+gc.callbacks.remove(let_the_worker_return)
+if not fired:
+    release.release()
+worker.join()
+print("collections during the walk:", len(fired))
+"""
+
+
+def test_no_collection_runs_while_other_threads_frames_are_read():
+    # Before Python 3.12 a collection could start inside the allocation of a frame object that
+    # f_back makes; its callbacks hand the GIL to the thread being read, which returned from
+    # that frame, and the walk read freed memory: a segfault every time without the GC held off.
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-c", FRAME_RACE], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "collections during the walk: 0" in result.stdout
