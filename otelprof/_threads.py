@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import logging
+import sys
 import threading
 from typing import Callable, Set
 
@@ -35,3 +37,17 @@ def start_agent_thread(name: str, target: Callable[[], None]) -> threading.Threa
     thread.start()
     registered.wait(5.0)
     return thread
+
+
+def live_thread_idents() -> Set[int]:
+    """The idents of every thread running Python code now, threads not made by ``threading``
+    included. ``sys._current_frames()`` is called with the cyclic GC held off: a collection
+    inside it runs callbacks while it holds the thread-list lock, which a thread starting or
+    exiting waits for with the GIL (a deadlock; see ``StackSampler.sample_once``)."""
+    if not gc.isenabled():
+        return set(sys._current_frames())
+    gc.disable()
+    try:
+        return set(sys._current_frames())
+    finally:
+        gc.enable()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
 
+from otelprof._threads import live_thread_idents
 from otelprof.correlation import context_hook
 from otelprof.correlation.active import ActiveSpans
 from otelprof.correlation.endpoints import Endpoints
@@ -115,7 +115,7 @@ class SpanCorrelator:
     def reset_after_fork(self) -> None:
         """In a fork child only the forking thread survives; the hooks stay installed."""
         try:
-            self.active.prune(set(sys._current_frames()))
+            self.active.prune(live_thread_idents())
         except Exception:
             _logger.exception("otelprof: span correlation reset after fork failed")
 
@@ -174,7 +174,7 @@ class SpanCorrelator:
     def collect(self, snapshot: StackSnapshot) -> StackSnapshot:
         """Upkeep, then the endpoint of each sample's local root span added to its tag."""
         try:
-            self.active.prune(set(sys._current_frames()))
+            self.active.prune(live_thread_idents())
             if self._processor is None and self._hook is not None:
                 self.install_span_processor()
             return self.endpoints.rewrite(snapshot)
