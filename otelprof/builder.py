@@ -13,7 +13,7 @@ from opentelemetry.proto.profiles.v1development import profiles_pb2 as pb
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource as PbResource
 from opentelemetry.sdk.resources import Resource
 
-from otelprof.model import AttributeValue, Frame, Profile, SpanLink, Stack, ValueType
+from otelprof.model import Attributes, AttributeValue, Frame, Profile, SpanLink, Stack, ValueType
 
 FRAME_TYPE_KEY = "profile.frame.type"
 _ZERO_LINK = pb.Link(trace_id=bytes(16), span_id=bytes(8))
@@ -46,6 +46,11 @@ class _Dictionary:
         self._functions: Dict[Tuple[str, str, int], int] = {}
         self._locations: Dict[Frame, int] = {}
         self._stacks: Dict[Stack, int] = {(): 0}
+        # Samples share stack objects (the sampler interns them): most look-ups are answered
+        # by identity, without hashing a tuple of frames. The stack is kept beside its index
+        # so an id is only trusted while the object it was taken from is still that object.
+        self._stack_ids: Dict[int, Tuple[Stack, int]] = {}
+        self._attribute_lists: Dict[int, Tuple[Attributes, Tuple[int, ...]]] = {}
         self._links: Dict[SpanLink, int] = {}
         self._attributes: Dict[Tuple[str, Hashable], int] = {}
 
@@ -89,11 +94,25 @@ class _Dictionary:
         return index
 
     def stack(self, stack: Stack) -> int:
+        known = self._stack_ids.get(id(stack))
+        if known is not None and known[0] is stack:
+            return known[1]
         index = self._stacks.get(stack)
         if index is None:
             index = self._stacks[stack] = len(self.pb.stack_table)
             self.pb.stack_table.add(location_indices=[self.location(f) for f in stack])
+        self._stack_ids[id(stack)] = (stack, index)
         return index
+
+    def attributes(self, attributes: Attributes) -> Tuple[int, ...]:
+        # By identity like stacks (samples of one thread and span share one tuple); not by
+        # value, where 1 and True would be one key.
+        known = self._attribute_lists.get(id(attributes))
+        if known is not None and known[0] is attributes:
+            return known[1]
+        indices = tuple(self.attribute(k, v) for k, v in attributes)
+        self._attribute_lists[id(attributes)] = (attributes, indices)
+        return indices
 
     def link(self, link: Optional[SpanLink]) -> int:
         if link is None:
@@ -167,7 +186,7 @@ def build_request(
                 continue
             identity = (
                 dictionary.stack(sample.stack),
-                tuple(dictionary.attribute(k, v) for k, v in sample.attributes),
+                dictionary.attributes(sample.attributes),
                 dictionary.link(sample.link),
             )
             totals[identity] = totals.get(identity, 0) + sample.value

@@ -79,4 +79,14 @@ class Endpoints:
 
 
 def _retag(sample: ThreadSample, tag: Hashable) -> ThreadSample:
-    return dataclasses.replace(sample, tag=tag)
+    # The constructor, not dataclasses.replace: this runs for nearly every sample of a
+    # thread-per-request server, and replace() costs several times as much.
+    return ThreadSample(
+        sample.stack,
+        sample.thread_id,
+        sample.thread_name,
+        tag,
+        sample.cpu_nanos,
+        sample.wall_nanos,
+        sample.count,
+    )

@@ -175,11 +175,19 @@ class GCSampler:
         return out
 
 
+_MISSING = object()
+
+
 def _carve(profile: Profile, gc_by_thread: Dict[int, int], gc_samples: List[Sample]) -> Profile:
     """Scale each thread's samples down by its GC time and add the ``[gc]`` samples."""
     by_thread: Dict[object, int] = {}
+    thread_of: Dict[int, object] = {}  # id(attributes) -> thread.id: samples share attributes
+    threads = []
     for sample in profile.samples:
-        thread_id = dict(sample.attributes).get("thread.id")
+        thread_id = thread_of.get(id(sample.attributes), _MISSING)
+        if thread_id is _MISSING:
+            thread_id = thread_of[id(sample.attributes)] = dict(sample.attributes).get("thread.id")
+        threads.append(thread_id)
         by_thread[thread_id] = by_thread.get(thread_id, 0) + sample.value
     scale: Dict[object, float] = {}
     for thread_id, gc_nanos in gc_by_thread.items():
@@ -187,11 +195,11 @@ def _carve(profile: Profile, gc_by_thread: Dict[int, int], gc_samples: List[Samp
         if total > 0:
             scale[thread_id] = max(0, total - gc_nanos) / total
     samples = []
-    for sample in profile.samples:
-        factor = scale.get(dict(sample.attributes).get("thread.id"))
+    for sample, thread_id in zip(profile.samples, threads):
+        factor = scale.get(thread_id)
         samples.append(
             sample
             if factor is None
-            else dataclasses.replace(sample, value=int(sample.value * factor))
+            else Sample(sample.stack, int(sample.value * factor), sample.attributes, sample.link)
         )
     return dataclasses.replace(profile, samples=tuple(samples) + tuple(gc_samples))

@@ -8,7 +8,7 @@ import threading
 import time
 from dataclasses import dataclass
 from types import CodeType, FrameType
-from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
 from otelprof._threads import AGENT_THREAD_IDENTS, start_agent_thread
 from otelprof.frames import FrameResolver
@@ -270,12 +270,13 @@ class StackSampler:
         with self._lock:
             interval, self._interval = self._interval, _Interval(now_unix)
         resolver = FrameResolver()
+        stacks = StackInterner(resolver)
         samples = []
         for (key, ident, tag), (cpu, wall, count, codes) in interval.counts.items():
             native_id, name = interval.thread_labels.get(ident, (ident, ""))
             samples.append(
                 ThreadSample(
-                    stack=_decode(key, codes, resolver),  # type: ignore[arg-type]
+                    stack=stacks.stack(key, codes),  # type: ignore[arg-type]
                     thread_id=native_id,
                     thread_name=name,
                     tag=tag,
@@ -331,6 +332,29 @@ def _decode(key: _StackKey, codes: Sequence[CodeType], resolver: FrameResolver) 
     return tuple(frames)
 
 
+class StackInterner:
+    """Decodes each distinct stack key once and hands out one object per distinct stack.
+
+    A thread-per-request server records the same stack under many (thread, span) pairs, so
+    one export decodes each key once instead of once per pair; and equal stacks being the same
+    object lets later steps (merging, the builder's stack table) find them by identity instead
+    of hashing a tuple of frames every time.
+    """
+
+    def __init__(self, resolver: FrameResolver) -> None:
+        self._resolver = resolver
+        self._by_key: Dict[_StackKey, Stack] = {}
+        self._by_value: Dict[Stack, Stack] = {}
+
+    def stack(self, key: _StackKey, codes: Sequence[CodeType]) -> Stack:
+        stack = self._by_key.get(key)
+        if stack is None:
+            decoded = _decode(key, codes, self._resolver)
+            # Keys that differ only in instruction offsets within one line decode alike.
+            stack = self._by_key[key] = self._by_value.setdefault(decoded, decoded)
+        return stack
+
+
 def _thread_label(ident: int, thread: Optional[threading.Thread]) -> Tuple[int, str]:
     if thread is None:
         return ident, f"Thread-{ident}"
@@ -339,27 +363,42 @@ def _thread_label(ident: int, thread: Optional[threading.Thread]) -> Tuple[int, 
 
 def snapshot_to_profiles(snapshot: StackSnapshot, period_nanos: int) -> List[Profile]:
     """The ``cpu`` and ``wall`` profiles of a snapshot (thread and tag become attributes/links)."""
-    merged: Dict[Tuple[Stack, Attributes, Optional[SpanLink]], List[int]] = {}
+    merged: Dict[Tuple[int, Attributes, Optional[SpanLink]], List[Any]] = {}
+    # Equal stacks as one object, found by identity (hashing a stack hashes every frame), and
+    # one attribute tuple per (thread, tag), so the builder can intern both by identity too.
+    stacks: Dict[int, Stack] = {}
+    by_value: Dict[Stack, Stack] = {}
+    labels: Dict[Tuple[int, str, int], Tuple[Attributes, Optional[SpanLink]]] = {}
     for sample in snapshot.samples:
-        tag = sample.tag if isinstance(sample.tag, SampleTag) else _NO_TAG
-        attrs: Attributes = tuple(
-            sorted(
-                (
-                    ("thread.id", sample.thread_id),
-                    ("thread.name", sample.thread_name),
-                    *tag.attributes,
+        stack = stacks.get(id(sample.stack))
+        if stack is None:
+            stack = stacks[id(sample.stack)] = by_value.setdefault(sample.stack, sample.stack)
+        label_key = (sample.thread_id, sample.thread_name, id(sample.tag))
+        label = labels.get(label_key)
+        if label is None:
+            tag = sample.tag if isinstance(sample.tag, SampleTag) else _NO_TAG
+            attrs: Attributes = tuple(
+                sorted(
+                    (
+                        ("thread.id", sample.thread_id),
+                        ("thread.name", sample.thread_name),
+                        *tag.attributes,
+                    )
                 )
             )
-        )
-        totals = merged.setdefault((sample.stack, attrs, tag.link), [0, 0])
+            label = labels[label_key] = (attrs, tag.link)
+        key = (id(stack), *label)
+        totals = merged.get(key)
+        if totals is None:
+            totals = merged[key] = [0, 0, stack]
         totals[0] += sample.cpu_nanos
         totals[1] += sample.wall_nanos
     duration = max(0, snapshot.end_unix_nano - snapshot.start_unix_nano)
     profiles = []
     for column, value_type in ((0, CPU_NANOS), (1, WALL_NANOS)):
         samples = tuple(
-            Sample(stack=stack, value=values[column], attributes=attrs, link=link)
-            for (stack, attrs, link), values in merged.items()
+            Sample(stack=values[2], value=values[column], attributes=attrs, link=link)
+            for (_, attrs, link), values in merged.items()
             if values[column] > 0
         )
         profiles.append(

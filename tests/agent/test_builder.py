@@ -94,3 +94,26 @@ def test_real_agent_output_conforms():
 def _sampled_enough(captured) -> bool:
     profiler = captured.profiler
     return profiler.sampler._interval.ticks >= 20
+
+
+def test_equal_values_in_distinct_objects_are_interned_as_values():
+    # The builder finds stacks and attribute lists by identity first; equal stacks that are
+    # different objects still share one table entry, and 1 and True stay different values.
+    stack = (QUERY, HANDLE, MAIN)
+    same_stack = tuple(list(stack))
+    assert same_stack is not stack
+    samples = (
+        Sample(stack, 1, (("n", 1),)),
+        Sample(same_stack, 2, (("n", True),)),
+        Sample(same_stack, 4, (("n", 1),)),
+    )
+    profile = Profile(CPU_NANOS, CPU_NANOS, 1, 1_700_000_000_000_000_000, 1, samples)
+    request = build_request([profile], Resource({"service.name": "s"}), "otelprof", "0.1.0")
+    assert check_request(request) == []
+    table = request.dictionary
+    assert len(table.stack_table) == 2  # the zero stack and one more
+    values = sorted(
+        (table.attribute_table[s.attribute_indices[0]].value.WhichOneof("value"), s.values[0])
+        for s in request.resource_profiles[0].scope_profiles[0].profiles[0].samples
+    )
+    assert values == [("bool_value", 2), ("int_value", 5)]

@@ -293,3 +293,20 @@ def test_no_collection_runs_while_other_threads_frames_are_read():
     )
     assert result.returncode == 0, result.stderr
     assert "collections during the walk: 0" in result.stdout
+
+
+def test_profiles_merge_equal_stacks_of_one_thread_and_tag():
+    from otelprof.model import Frame
+    from otelprof.samplers.stack import StackSnapshot, ThreadSample
+
+    stack = (Frame("leaf", "/a.py", 3, 1), Frame("main", "/a.py", 9, 8))
+    same_stack = tuple(list(stack))  # equal, another object (two offsets on one line)
+    samples = (
+        ThreadSample(stack, 7, "worker", None, 10, 100, 1),
+        ThreadSample(same_stack, 7, "worker", None, 5, 50, 1),
+        ThreadSample(same_stack, 8, "other", None, 1, 1, 1),
+    )
+    cpu, wall = snapshot_to_profiles(StackSnapshot(0, 1, samples, 3), 10_000_000)
+    by_thread = {dict(s.attributes)["thread.id"]: s.value for s in cpu.samples}
+    assert by_thread == {7: 15, 8: 1}
+    assert sorted(s.value for s in wall.samples) == [1, 150]
