@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import weakref
 from asyncio import _get_running_loop as get_running_loop
+from threading import get_ident
 from types import CodeType
-from typing import Any, Callable, Dict, Hashable, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -48,27 +48,20 @@ MAX_LIVE_SPANS = 100_000
 MAX_FUNCTIONS_PER_ROOT = 256
 
 
-class _SpanState:
-    """What is tracked about one live span (slots: there is one per span in flight)."""
+# What is tracked about one live span, as a list (one per span in flight, made on every span
+# start: a list display costs a fraction of a Python __init__, which matters on a request path
+# where each extra call costs a microsecond or more). Positions:
+_ROOT = 0  # local root span id, or None when the root is unknown
+_THREAD = 1  # ident of the thread that started it (synchronous spans), else 0
+_CPU_START = 2  # that thread's CPU clock at the start, ns, or -1
+_SAMPLED_CPU = 3  # asyncio spans: CPU of the samples taken in them, ns; else None
+_SPAN = 4  # local roots only: the live span, for its name; else None
+_LEAF_WALL = 5  # local roots only: leaf code -> wall ns of their samples; else None
+_PARENT = 6  # the local parent's state, if tracked
 
-    __slots__ = (
-        "cpu_start_ns",
-        "leaf_wall",
-        "parent",
-        "root_id",
-        "sampled_cpu_ns",
-        "span",
-        "thread",
-    )
-
-    def __init__(self, root_id: Optional[int], thread: int, cpu_start_ns: int) -> None:
-        self.root_id = root_id
-        self.thread = thread
-        self.cpu_start_ns = cpu_start_ns  # thread CPU clock at start (synchronous spans), or -1
-        self.sampled_cpu_ns: Optional[int] = None  # asyncio spans: CPU of their samples
-        self.span: Any = None  # local roots only: the live span, for its name
-        self.leaf_wall: Optional[Dict[CodeType, int]] = None  # local roots: leaf code -> wall ns
-        self.parent: Optional[_SpanState] = None  # the local parent's state, if tracked
+_IGNORE: Callable[[Any], object] = id
+"""A do-nothing callable implemented in C: bound as ``on_end`` once ``_on_ending`` does the work
+(the SDK calls every processor's ``on_end``; a Python no-op costs about a microsecond there)."""
 
 
 def set_ending_attributes(span: Any, attributes: Dict[str, AttributeValue]) -> bool:
@@ -117,14 +110,6 @@ def _fit(value: AttributeValue, max_length: int) -> AttributeValue:
     return value
 
 
-def _charge_parent(state: _SpanState, cpu_ns: int) -> None:
-    # An asyncio span's estimate covers its descendants too: its own samples were charged to
-    # it, its children's samples to the children, whose totals flow up here.
-    parent = state.parent
-    if parent is not None and parent.sampled_cpu_ns is not None:
-        parent.sampled_cpu_ns += cpu_ns
-
-
 def describe(code: CodeType) -> str:
     """``function (dir/file.py:line)``: the last two path parts keep it short yet findable."""
     path = code.co_filename.replace(os.sep, "/")
@@ -145,24 +130,51 @@ class SpanAccounting:
         self.span_attributes = span_attributes
         self.pyroscope_profile_id = pyroscope_profile_id
         self._thread_cpu_ns = thread_cpu_ns
-        self._live: Dict[int, _SpanState] = {}
+        self._live: Dict[int, List[Any]] = {}
         self._descriptions: Dict[CodeType, str] = {}
         self.untracked = 0
         self.write_failures = 0
         self._ending_seen = False
+        self.on_first_ending: Optional[Callable[[], None]] = None
 
     # -- span lifecycle (application threads) ---------------------------------------------------
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         """``SpanProcessor.on_start`` (bound straight onto the processor: one call less)."""
         try:
-            self._start(span)
+            span_context = span.get_span_context()
+            if not span_context.trace_flags.sampled:
+                return
+            live = self._live
+            if len(live) >= MAX_LIVE_SPANS:
+                self.untracked += 1  # spans that never end: stop tracking rather than grow
+                return
+            span_id: int = span_context.span_id
+            parent = span.parent
+            if parent is None or parent.is_remote:
+                state: List[Any] = [span_id, 0, -1, None, span, {}, None]
+            else:
+                parent_state = live.get(parent.span_id)
+                root_id = parent_state[_ROOT] if parent_state is not None else None
+                state = [root_id, 0, -1, None, None, None, parent_state]
+            if self.span_attributes:
+                if get_running_loop() is None:
+                    state[_THREAD] = get_ident()
+                    state[_CPU_START] = self._thread_cpu_ns()
+                else:
+                    # Other tasks run on this thread while the span waits: its thread CPU would
+                    # include theirs, so the estimate comes from the samples taken in the span.
+                    state[_SAMPLED_CPU] = 0
+            live[span_id] = state
         except Exception:
             _log_once("on_start")
 
     def on_ending(self, span: Any) -> None:
         """``SpanProcessor._on_ending``: the span can still get attributes."""
-        self._ending_seen = True
+        if not self._ending_seen:
+            self._ending_seen = True
+            if self.on_first_ending is not None:
+                self.on_first_ending()
         try:
             self._end(span, writable=True)
         except Exception:
@@ -176,60 +188,34 @@ class SpanAccounting:
             except Exception:
                 _log_once("on_end")
 
-    def _start(self, span: Any) -> None:
-        span_context = span.get_span_context()
-        if not span_context.trace_flags.sampled:
-            return
-        live = self._live
-        if len(live) >= MAX_LIVE_SPANS:
-            self.untracked += 1  # spans that never end: stop tracking rather than grow
-            return
-        span_id: int = span_context.span_id
-        parent = span.parent
-        parent_state = None
-        if parent is None or parent.is_remote:
-            root_id: Optional[int] = span_id
-        else:
-            parent_state = live.get(parent.span_id)
-            root_id = parent_state.root_id if parent_state is not None else None
-        if not self.span_attributes:
-            state = _SpanState(root_id, 0, -1)
-        elif get_running_loop() is None:
-            state = _SpanState(root_id, threading.get_ident(), self._thread_cpu_ns())
-        else:
-            # Other tasks run on this thread while the span waits: its thread CPU would
-            # include theirs, so the estimate comes from the samples taken in the span.
-            state = _SpanState(root_id, 0, -1)
-            state.sampled_cpu_ns = 0
-        if root_id == span_id:
-            state.span = span
-            state.leaf_wall = {}
-        else:
-            state.parent = parent_state
-        live[span_id] = state
-
     def _end(self, span: Any, writable: bool) -> None:
-        span_context = span.get_span_context()
-        span_id: int = span_context.span_id
-        state = self._live.pop(span_id, None)
+        state = self._live.pop(span.get_span_context().span_id, None)
         if state is None:
             return  # not sampled, or started before the processor was attached
-        attributes: Dict[str, AttributeValue] = {}
-        if state.sampled_cpu_ns is not None:
-            attributes[CPU_TIME_ATTRIBUTE] = state.sampled_cpu_ns
-            attributes[CPU_TIME_SOURCE_ATTRIBUTE] = "sampled"
-            _charge_parent(state, state.sampled_cpu_ns)
-        elif state.cpu_start_ns >= 0 and state.thread == threading.get_ident():
-            cpu = max(0, self._thread_cpu_ns() - state.cpu_start_ns)
-            attributes[CPU_TIME_ATTRIBUTE] = cpu
-            attributes[CPU_TIME_SOURCE_ATTRIBUTE] = "thread_clock"
-            _charge_parent(state, cpu)
+        cpu = state[_SAMPLED_CPU]
+        if cpu is not None:
+            source = "sampled"
+        elif state[_CPU_START] >= 0 and state[_THREAD] == get_ident():
+            cpu = self._thread_cpu_ns() - state[_CPU_START]
+            cpu = cpu if cpu > 0 else 0
+            source = "thread_clock"
         # (ended on another thread: no single thread clock covers it, so no CPU time)
-        if state.span is not None:  # a local root
-            if self.span_attributes and state.leaf_wall:
-                attributes[HOT_FUNCTIONS_ATTRIBUTE] = self._hot_functions(state.leaf_wall)
+        root_span = state[_SPAN]
+        attributes: Dict[str, AttributeValue] = {}
+        if cpu is not None:
+            attributes[CPU_TIME_ATTRIBUTE] = cpu
+            attributes[CPU_TIME_SOURCE_ATTRIBUTE] = source
+            # An asyncio span's estimate covers its descendants too: its own samples were
+            # charged to it, its children's to the children, whose totals flow up here.
+            parent = state[_PARENT]
+            if parent is not None and parent[_SAMPLED_CPU] is not None:
+                parent[_SAMPLED_CPU] += cpu
+        if root_span is not None:
+            leaf_wall = state[_LEAF_WALL]
+            if self.span_attributes and leaf_wall:
+                attributes[HOT_FUNCTIONS_ATTRIBUTE] = self._hot_functions(leaf_wall)
             if self.pyroscope_profile_id:
-                attributes[PYROSCOPE_PROFILE_ID_ATTRIBUTE] = f"{span_id:016x}"
+                attributes[PYROSCOPE_PROFILE_ID_ATTRIBUTE] = f"{state[_ROOT]:016x}"
         if attributes and writable and not set_ending_attributes(span, attributes):
             self.write_failures += 1
 
@@ -262,12 +248,12 @@ class SpanAccounting:
     ) -> None:
         live = self._live
         state = live.get(span_id)
-        if state is not None and state.sampled_cpu_ns is not None:
-            state.sampled_cpu_ns += cpu_ns
+        if state is not None and state[_SAMPLED_CPU] is not None:
+            state[_SAMPLED_CPU] += cpu_ns
         root_id = getattr(tag, "root_id", 0)
         root = live.get(root_id) if root_id else None
         if root is not None and leaf is not None:
-            leaf_wall = root.leaf_wall
+            leaf_wall = root[_LEAF_WALL]
             if leaf_wall is not None:
                 previous = leaf_wall.get(leaf)
                 if previous is not None:
@@ -277,11 +263,11 @@ class SpanAccounting:
 
     def root_of(self, span_id: int) -> Optional[int]:
         state = self._live.get(span_id)
-        return state.root_id if state is not None else None
+        return state[_ROOT] if state is not None else None
 
     def live_root(self, root_id: int) -> Any:
         state = self._live.get(root_id)
-        return state.span if state is not None else None
+        return state[_SPAN] if state is not None else None
 
     def clear(self) -> None:
         self._live.clear()
@@ -302,8 +288,17 @@ class ProfilingSpanProcessor(SpanProcessor):
         self.on_start = target.on_start  # type: ignore[method-assign]
         self._on_ending = target.on_ending  # type: ignore[method-assign]
         self.on_end = target.on_end  # type: ignore[method-assign]
+        target.on_first_ending = self._ending_is_called
+
+    def _ending_is_called(self) -> None:
+        # This SDK calls _on_ending, which does all the work: on_end need not even be a call
+        # into Python.
+        if self.target is not None:
+            self.on_end = _IGNORE  # type: ignore[method-assign, assignment]
 
     def unbind(self) -> None:
+        if self.target is not None:
+            self.target.on_first_ending = None
         self.target = None
         for name in ("on_start", "_on_ending", "on_end"):
             self.__dict__.pop(name, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import types
 from typing import Any, Dict
 
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
@@ -193,3 +194,16 @@ def test_one_processor_per_provider_is_reused_across_profilers() -> None:
     provider = TracerProvider()
     assert processor_for(provider) is processor_for(provider)
     assert len(provider._active_span_processor._span_processors) == 1
+
+
+def test_once_the_sdk_calls_on_ending_on_end_costs_no_python_call() -> None:
+    provider = TracerProvider()
+    processor = processor_for(provider)
+    accounting = SpanAccounting()
+    processor.bind(accounting)
+    assert processor.on_end == accounting.on_end  # until the SDK is seen calling _on_ending
+    provider.get_tracer("t").start_span("first").end()
+    assert isinstance(processor.on_end, types.BuiltinFunctionType)
+    provider.get_tracer("t").start_span("second").end()  # still ends cleanly
+    processor.unbind()
+    assert "on_end" not in vars(processor) and accounting.on_first_ending is None
