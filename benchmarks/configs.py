@@ -196,6 +196,23 @@ PYROSCOPE = Config(
 
 BARE = Config(name="bare", description="no profiler", argv=_py)
 
+# Parts of otelprof, to see where its cost goes (benchmarks/launch.py starts them in-process).
+OTELPROF_API = Config(
+    name="otelprof-api",
+    description="otelprof at its defaults, started with otelprof.start() before the workload",
+    argv=_launch("otelprof-api"),
+)
+OTELPROF_SPANS = Config(
+    name="otelprof-spans",
+    description="otelprof's span correlation alone (context hook + span processor)",
+    argv=_launch("otelprof-spans"),
+)
+OTELPROF_NO_SPANS = Config(
+    name="otelprof-no-spans",
+    description="otelprof at its defaults with span correlation removed after the start",
+    argv=_launch("otelprof-no-spans"),
+)
+
 # Cost references only (tracing profilers, or not installed by default).
 PYINSTRUMENT = Config(
     name="pyinstrument",
@@ -228,6 +245,9 @@ CONFIGS: Dict[str, Config] = {
         BARE,
         OTELPROF,
         OTELPROF_NO_WINDOWS,
+        OTELPROF_API,
+        OTELPROF_SPANS,
+        OTELPROF_NO_SPANS,
         PYSPY,
         PYROSCOPE,
         PYINSTRUMENT,

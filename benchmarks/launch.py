@@ -1,4 +1,5 @@
-"""Runs a workload script under an in-process peer profiler (pyroscope-io, pyinstrument, yappi).
+"""Runs a workload script under an in-process peer profiler (pyroscope-io, pyinstrument, yappi),
+or under a part of otelprof (to see what each part costs).
 
 Usage: ``python benchmarks/launch.py PEER [--mode cpu|wall] [--server URL] [--app NAME]
 [--out PATH] -- workload.py [args...]``. The peer starts before the workload's ``__main__`` runs
@@ -81,7 +82,48 @@ def _ddtrace(args: argparse.Namespace) -> Iterator[None]:
         profiler.stop(flush=False)
 
 
+@contextlib.contextmanager
+def _otelprof_spans(args: argparse.Namespace) -> Iterator[None]:
+    # Span correlation alone: the context hook and the span processor, no sampler, no export.
+    from otelprof.correlation import SpanCorrelator
+
+    correlator = SpanCorrelator()
+    correlator.start()
+    try:
+        yield
+    finally:
+        correlator.stop()
+
+
+@contextlib.contextmanager
+def _otelprof_api(args: argparse.Namespace) -> Iterator[None]:
+    # The agent at its defaults, started from code (otelprof.start) instead of `otelprof run`.
+    import otelprof
+
+    profiler = otelprof.start(output_dir=args.out)
+    try:
+        yield
+    finally:
+        profiler.stop()
+
+
+@contextlib.contextmanager
+def _otelprof_no_spans(args: argparse.Namespace) -> Iterator[None]:
+    # The agent at its defaults with span correlation taken out again: sampler, export, windows.
+    import otelprof
+
+    profiler = otelprof.start(output_dir=args.out)
+    profiler.correlation.stop()
+    try:
+        yield
+    finally:
+        profiler.stop()
+
+
 PEERS = {
+    "otelprof-api": _otelprof_api,
+    "otelprof-spans": _otelprof_spans,
+    "otelprof-no-spans": _otelprof_no_spans,
     "pyroscope": _pyroscope,
     "pyinstrument": _pyinstrument,
     "yappi-wall": _yappi("wall"),

@@ -1,0 +1,156 @@
+"""Overhead measured side by side: a bare run and a profiled run of the same work, at the same time.
+
+    python benchmarks/corun.py                                  # otelprof vs bare, web workload
+    python benchmarks/corun.py --configs bare,otelprof,py-spy,pyroscope-io --pairs 5
+    python benchmarks/corun.py --workloads web_service,call_heavy --scale 0.4
+
+Separate runs (``run_all.py``) and alternating blocks (``ab_blocks.py``) both compare work done
+at different moments, and on a shared virtual machine the CPU time of the same work drifts by
+10-30 % within minutes, far more than the 1 % being checked. Here each pair starts the bare
+workload and the profiled one together, so whatever the machine does to one it does to the
+other: pairs of two bare runs agree within about half a percent (config ``bare``: the A/A noise
+floor), where runs taken one after another differed by several percent.
+
+Per pair: the CPU of each target process over its work phase (``getrusage`` in the workload,
+so interpreter start-up, imports and the final export at exit are left out), plus, for an
+out-of-process profiler (py-spy), that profiler's own CPU over the whole run; the ratio
+profiled / bare. Reported: the median ratio over pairs and its range, and the in-process
+profiler threads' own share. Both runs share the two CPUs with their load generators, so the
+machine is oversubscribed while a pair runs: the absolute CPU figures are not those of a lone
+run, the ratio is what this measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.capture_server import CaptureServer
+from benchmarks.configs import CONFIGS, Config, RunContext, with_rate
+from benchmarks.harness import RESULT_ENV, Workload
+
+WORKLOADS = {
+    "web_service": lambda scale, clients: Workload(
+        "web_service", "web_service.py", ("--scale", scale, "--concurrency", clients)
+    ),
+    "call_heavy": lambda scale, clients: Workload(
+        "call_heavy", "call_heavy.py", ("--scale", scale)
+    ),
+}
+
+
+def _config(name: str) -> Config:
+    config = CONFIGS.get(name) or with_rate(name)
+    if config is None:
+        raise SystemExit(f"corun: unknown config {name!r} (known: {', '.join(CONFIGS)})")
+    return config
+
+
+def run_side(
+    workload: Workload, config: Config, capture: CaptureServer, out: Dict[str, float]
+) -> None:
+    """Run ``workload`` under ``config`` to the end; fill ``out`` with what it measured."""
+    work_dir = Path(tempfile.mkdtemp(prefix=f"otelprof-corun-{config.name}-"))
+    ctx = RunContext(sys.executable, workload.argv(), work_dir, "cpu", work_dir.name, capture)
+    result_path = work_dir / "result.json"
+    env = {**os.environ, **config.env(ctx), RESULT_ENV: str(result_path)}
+    with (work_dir / "output.log").open("wb") as log:
+        child = subprocess.Popen(config.argv(ctx), env=env, stdout=log, stderr=subprocess.STDOUT)
+        # wait4 on this pid only: the other side of the pair runs at the same time.
+        _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or not result_path.exists():
+        tail = (work_dir / "output.log").read_text(errors="replace")[-600:]
+        raise RuntimeError(f"{config.name} failed: {tail}")
+    report = json.loads(result_path.read_text())
+    total = usage.ru_utime + usage.ru_stime
+    own = report["process_cpu_seconds"] + report["children_cpu_seconds"]
+    # An out-of-process profiler's CPU: its run's total minus the program's (when it reaped the
+    # program; a profiler that did not leaves only its own CPU in the total).
+    external = (total - own if total >= own else total) if config.out_of_process else 0.0
+    out["cpu"] = report["work_cpu_seconds"] + external
+    out["profiler"] = report["background_cpu_seconds"] + external
+
+
+def run_pair(workload: Workload, config: Config, capture: CaptureServer) -> Tuple[float, float]:
+    """(profiled / bare CPU ratio, profiler's own CPU share) of one pair started together."""
+    bare: Dict[str, float] = {}
+    profiled: Dict[str, float] = {}
+    errors: List[BaseException] = []
+
+    def side(cfg: Config, out: Dict[str, float]) -> None:
+        try:
+            run_side(workload, cfg, capture, out)
+        except BaseException as error:  # reported by the caller, after both ended
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=side, args=(CONFIGS["bare"], bare)),
+        threading.Thread(target=side, args=(config, profiled)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return profiled["cpu"] / bare["cpu"], profiled["profiler"] / profiled["cpu"]
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configs", default="bare,otelprof", help="comma-separated (vs bare)")
+    parser.add_argument("--workloads", default="web_service")
+    parser.add_argument("--pairs", type=int, default=5, help="pairs per config (default 5)")
+    parser.add_argument("--scale", default="0.4", help="work per run (1 = ~20 s of CPU alone)")
+    parser.add_argument(
+        "--clients", default="4", help="web workload: concurrent clients per run (default 4)"
+    )
+    args = parser.parse_args(argv)
+    configs = [_config(name) for name in args.configs.split(",")]
+    for config in configs:
+        reason = config.missing()
+        if reason:
+            raise SystemExit(f"corun: {config.name} not available: {reason}")
+    lines = [
+        "| workload | config | pairs | CPU vs bare (median) | range | profiler's own CPU |",
+        "|---|---|---|---|---|---|",
+    ]
+    with CaptureServer() as capture:
+        for name in args.workloads.split(","):
+            workload = WORKLOADS[name](args.scale, args.clients)
+            results: Dict[str, List[Tuple[float, float]]] = {c.name: [] for c in configs}
+            for number in range(args.pairs):  # configs round-robin, so drift hits all alike
+                for config in configs:
+                    ratio, share = run_pair(workload, config, capture)
+                    results[config.name].append((ratio, share))
+                    print(
+                        f"{name} {config.name} pair {number + 1}: {(ratio - 1) * 100:+.2f}%"
+                        f" (profiler threads {share * 100:.2f}%)",
+                        flush=True,
+                    )
+            for config in configs:
+                ratios = [r for r, _ in results[config.name]]
+                shares = [s for _, s in results[config.name]]
+                lines.append(
+                    f"| {name} | {config.name} | {len(ratios)} |"
+                    f" {(statistics.median(ratios) - 1) * 100:+.2f}% |"
+                    f" {(min(ratios) - 1) * 100:+.2f} .. {(max(ratios) - 1) * 100:+.2f} |"
+                    f" {statistics.median(shares) * 100:.2f}% |"
+                )
+    print("\n" + "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
