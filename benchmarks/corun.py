@@ -2,14 +2,17 @@
 
     python benchmarks/corun.py                                  # otelprof vs bare, web workload
     python benchmarks/corun.py --configs bare,otelprof,py-spy,pyroscope-io --pairs 5
-    python benchmarks/corun.py --workloads web_service,call_heavy --scale 0.4
+    python benchmarks/corun.py --workloads call_heavy --pin 0   # both sides on one CPU
 
 Separate runs (``run_all.py``) and alternating blocks (``ab_blocks.py``) both compare work done
 at different moments, and on a shared virtual machine the CPU time of the same work drifts by
 10-30 % within minutes, far more than the 1 % being checked. Here each pair starts the bare
 workload and the profiled one together, so whatever the machine does to one it does to the
 other: pairs of two bare runs agree within about half a percent (config ``bare``: the A/A noise
-floor), where runs taken one after another differed by several percent.
+floor), where runs taken one after another differed by several percent. Single-threaded work
+(``call_heavy``) is the exception: each side settles on a CPU of its own, and the two CPUs of
+a shared machine run at different speeds (A/A pairs differed by 7-11 %); ``--pin 0`` puts both
+sides on one CPU, which they then share.
 
 Per pair: the CPU of each target process over its work phase (``getrusage`` in the workload,
 so interpreter start-up, imports and the final export at exit are left out), plus, for an
@@ -31,7 +34,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -58,7 +61,11 @@ def _config(name: str) -> Config:
 
 
 def run_side(
-    workload: Workload, config: Config, capture: CaptureServer, out: Dict[str, float]
+    workload: Workload,
+    config: Config,
+    capture: CaptureServer,
+    out: Dict[str, float],
+    cpus: Optional[Set[int]] = None,
 ) -> None:
     """Run ``workload`` under ``config`` to the end; fill ``out`` with what it measured."""
     work_dir = Path(tempfile.mkdtemp(prefix=f"otelprof-corun-{config.name}-"))
@@ -66,7 +73,11 @@ def run_side(
     result_path = work_dir / "result.json"
     env = {**os.environ, **config.env(ctx), RESULT_ENV: str(result_path)}
     with (work_dir / "output.log").open("wb") as log:
-        child = subprocess.Popen(config.argv(ctx), env=env, stdout=log, stderr=subprocess.STDOUT)
+        # taskset execs the command: every process and thread it makes inherits the CPU set.
+        pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+        child = subprocess.Popen(
+            [*pin, *config.argv(ctx)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         # wait4 on this pid only: the other side of the pair runs at the same time.
         _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0 or not result_path.exists():
@@ -82,7 +93,9 @@ def run_side(
     out["profiler"] = report["background_cpu_seconds"] + external
 
 
-def run_pair(workload: Workload, config: Config, capture: CaptureServer) -> Tuple[float, float]:
+def run_pair(
+    workload: Workload, config: Config, capture: CaptureServer, cpus: Optional[Set[int]] = None
+) -> Tuple[float, float]:
     """(profiled / bare CPU ratio, profiler's own CPU share) of one pair started together."""
     bare: Dict[str, float] = {}
     profiled: Dict[str, float] = {}
@@ -90,7 +103,7 @@ def run_pair(workload: Workload, config: Config, capture: CaptureServer) -> Tupl
 
     def side(cfg: Config, out: Dict[str, float]) -> None:
         try:
-            run_side(workload, cfg, capture, out)
+            run_side(workload, cfg, capture, out, cpus)
         except BaseException as error:  # reported by the caller, after both ended
             errors.append(error)
 
@@ -116,7 +129,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--clients", default="4", help="web workload: concurrent clients per run (default 4)"
     )
+    parser.add_argument(
+        "--pin",
+        help="run both sides (and their children) on these CPUs only, e.g. 0: single-threaded"
+        " work otherwise settles on one CPU each, and two CPUs of a shared machine differ",
+    )
     args = parser.parse_args(argv)
+    cpus = {int(c) for c in args.pin.split(",")} if args.pin else None
     configs = [_config(name) for name in args.configs.split(",")]
     for config in configs:
         reason = config.missing()
@@ -132,7 +151,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results: Dict[str, List[Tuple[float, float]]] = {c.name: [] for c in configs}
             for number in range(args.pairs):  # configs round-robin, so drift hits all alike
                 for config in configs:
-                    ratio, share = run_pair(workload, config, capture)
+                    ratio, share = run_pair(workload, config, capture, cpus)
                     results[config.name].append((ratio, share))
                     print(
                         f"{name} {config.name} pair {number + 1}: {(ratio - 1) * 100:+.2f}%"
