@@ -26,12 +26,9 @@ run, the ratio is what this measures.
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import dataclasses
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -40,8 +37,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.capture_server import CaptureServer
-from benchmarks.configs import CONFIGS, Config, RunContext, with_rate
-from benchmarks.harness import RESULT_ENV, Workload
+from benchmarks.configs import CONFIGS, Config, with_rate
+from benchmarks.harness import Workload, run_once
 
 WORKLOADS = {
     "web_service": lambda scale, clients: Workload(
@@ -60,6 +57,16 @@ def _config(name: str) -> Config:
     return config
 
 
+def pinned(config: Config, cpus: Optional[Set[int]]) -> Config:
+    """``config`` run under ``taskset``, which execs the command: every process and thread it
+    makes inherits the CPU set."""
+    if not cpus:
+        return config
+    pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))]
+    argv = config.argv
+    return dataclasses.replace(config, argv=lambda ctx: [*pin, *argv(ctx)])
+
+
 def run_side(
     workload: Workload,
     config: Config,
@@ -68,29 +75,16 @@ def run_side(
     cpus: Optional[Set[int]] = None,
 ) -> None:
     """Run ``workload`` under ``config`` to the end; fill ``out`` with what it measured."""
-    work_dir = Path(tempfile.mkdtemp(prefix=f"otelprof-corun-{config.name}-"))
-    ctx = RunContext(sys.executable, workload.argv(), work_dir, "cpu", work_dir.name, capture)
-    result_path = work_dir / "result.json"
-    env = {**os.environ, **config.env(ctx), RESULT_ENV: str(result_path)}
-    with (work_dir / "output.log").open("wb") as log:
-        # taskset execs the command: every process and thread it makes inherits the CPU set.
-        pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
-        child = subprocess.Popen(
-            [*pin, *config.argv(ctx)], env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        # wait4 on this pid only: the other side of the pair runs at the same time.
-        _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0 or not result_path.exists():
-        tail = (work_dir / "output.log").read_text(errors="replace")[-600:]
-        raise RuntimeError(f"{config.name} failed: {tail}")
-    report = json.loads(result_path.read_text())
-    total = usage.ru_utime + usage.ru_stime
-    own = report["process_cpu_seconds"] + report["children_cpu_seconds"]
-    # An out-of-process profiler's CPU: its run's total minus the program's (when it reaped the
-    # program; a profiler that did not leaves only its own CPU in the total).
-    external = (total - own if total >= own else total) if config.out_of_process else 0.0
-    out["cpu"] = report["work_cpu_seconds"] + external
-    out["profiler"] = report["background_cpu_seconds"] + external
+    # No reaping of other children: the other side of the pair runs at the same time.
+    run = run_once(
+        workload, pinned(config, cpus), "cpu", 0, capture, sys.executable, reap_orphans=False
+    )
+    if not run.ok:
+        raise RuntimeError(f"{config.name} failed: {run.error}")
+    # An out-of-process profiler's own CPU is the rest of its run's total.
+    external = run.external_cpu if config.out_of_process else 0.0
+    out["cpu"] = run.work_cpu + external
+    out["profiler"] = run.profiler_cpu
 
 
 def run_pair(

@@ -75,8 +75,13 @@ def run_once(
     python: str,
     keep_dir: Optional[Path] = None,
     base_env: Optional[Dict[str, str]] = None,
+    reap_orphans: bool = True,
 ) -> Run:
-    """Run ``workload`` once under ``config``; never raises for a failed run."""
+    """Run ``workload`` once under ``config``; never raises for a failed run.
+
+    ``reap_orphans=False`` when other runs go on at the same time (benchmarks/corun.py):
+    waiting for any child would take theirs.
+    """
     run = Run(workload=workload.name, config=config.name, mode=mode, round=round_number)
     out_dir = Path(tempfile.mkdtemp(prefix=f"otelprof-bench-{config.name}-"))
     run_id = f"bench-{os.getpid()}-{workload.name}-{config.name}-{mode}-{round_number}"
@@ -87,7 +92,7 @@ def run_once(
     env.update(config.env(ctx))
     env[RESULT_ENV] = str(result_path)
     try:
-        run = _measure(run, ctx, config, env, result_path, workload.expected_seconds)
+        run = _measure(run, ctx, config, env, result_path, workload.expected_seconds, reap_orphans)
         if run.ok and config.read is not None and mode in workload.modes:
             truth = json.loads(result_path.read_text())["truth"][mode]
             run.accuracy = accuracy.evaluate(config.read(ctx), truth)
@@ -107,6 +112,7 @@ def _measure(
     env: Dict[str, str],
     result_path: Path,
     expected_seconds: float,
+    reap_orphans: bool = True,
 ) -> Run:
     argv = config.argv(ctx)
     log_path = ctx.out_dir / "output.log"
@@ -120,7 +126,7 @@ def _measure(
         killer.start()
         try:
             _, status, usage = os.wait4(child.pid, 0)
-            total = usage.ru_utime + usage.ru_stime + _reap_orphans()
+            total = usage.ru_utime + usage.ru_stime + (_reap_orphans() if reap_orphans else 0.0)
         finally:
             killer.cancel()
         child.returncode = os.waitstatus_to_exitcode(status)
@@ -134,7 +140,12 @@ def _measure(
     run.cpu = total - children
     run.work_cpu = report["work_cpu_seconds"]
     run.work_wall = report["work_wall_seconds"]
-    run.external_cpu = max(0.0, total - report["process_cpu_seconds"] - children)
+    own = report["process_cpu_seconds"] + children
+    if total >= own or reap_orphans:
+        run.external_cpu = max(0.0, total - own)
+    else:
+        # Not reaped by a launcher that exited first (py-spy can): its total is its own CPU.
+        run.external_cpu = total
     run.profiler_cpu = report["background_cpu_seconds"] + (
         run.external_cpu if config.out_of_process else 0.0
     )
