@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import threading
 from typing import Callable, Set
@@ -39,15 +40,64 @@ def start_agent_thread(name: str, target: Callable[[], None]) -> threading.Threa
     return thread
 
 
+class gc_held_off:
+    """Holds the cyclic GC off while other threads' frames are read, then restores it.
+
+    Reading ``f_back`` of another thread's frame may create the caller's frame object
+    (``sys._current_frames()`` creates one per thread). Before Python 3.12 that allocation can
+    run a collection on the spot, and with it gc callbacks and finalizers: Python code that may
+    hand the GIL to the thread being read, which can then return from the very frame whose object
+    is half made, and the reader writes freed memory: a segfault (tests/agent/test_sampler.py
+    makes it happen every time; reported against Sentry's and ddtrace's samplers too).
+    ``sys._current_frames()`` also holds the thread-list lock while it allocates, which a thread
+    starting or exiting waits for while holding the GIL a callback handed over: a deadlock.
+
+    The agent's threads may hold it at once (sampler and exporter): the first one in turns the
+    GC off if it was on, the last one out turns it back on, and a fork child never inherits a
+    hold (no thread there would release it). An application that toggles the GC from another
+    thread during a hold (a sampler tick, ~0.1 ms) can have its choice undone: the lesser evil.
+    """
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _gc_holders, _gc_restore
+        with _gc_lock:
+            if _gc_holders == 0:
+                _gc_restore = gc.isenabled()
+                if _gc_restore:
+                    gc.disable()
+            _gc_holders += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        global _gc_holders
+        with _gc_lock:
+            _gc_holders -= 1
+            if _gc_holders == 0 and _gc_restore:
+                gc.enable()
+
+
+_gc_lock = threading.Lock()
+_gc_holders = 0
+_gc_restore = False
+
+
+def _gc_hold_after_fork_in_child() -> None:
+    # The holding thread does not exist in the child: give the GC back.
+    global _gc_lock, _gc_holders
+    _gc_lock = threading.Lock()
+    if _gc_holders:
+        _gc_holders = 0
+        if _gc_restore:
+            gc.enable()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_gc_hold_after_fork_in_child)
+
+
 def live_thread_idents() -> Set[int]:
     """The idents of every thread running Python code now, threads not made by ``threading``
-    included. ``sys._current_frames()`` is called with the cyclic GC held off: a collection
-    inside it runs callbacks while it holds the thread-list lock, which a thread starting or
-    exiting waits for with the GIL (a deadlock; see ``StackSampler.sample_once``)."""
-    if not gc.isenabled():
+    included (read with the GC held off: see :class:`gc_held_off`)."""
+    with gc_held_off():
         return set(sys._current_frames())
-    gc.disable()
-    try:
-        return set(sys._current_frames())
-    finally:
-        gc.enable()

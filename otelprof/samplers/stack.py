@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import sys
 import threading
 import time
@@ -10,7 +9,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
-from otelprof._threads import AGENT_THREAD_IDENTS, start_agent_thread
+from otelprof._threads import AGENT_THREAD_IDENTS, gc_held_off, start_agent_thread
 from otelprof.frames import FrameResolver
 from otelprof.model import (
     CPU_NANOS,
@@ -181,29 +180,10 @@ class StackSampler:
 
     def sample_once(self) -> None:
         """Take one sample of every thread (public so tests can drive it without a thread)."""
-        # Other threads' frames are only touched with the cyclic GC held off. Reading
-        # ``f_back`` may create the caller's frame object (``sys._current_frames()`` creates one
-        # per thread). Before Python 3.12 that allocation can run a collection on the spot, and
-        # with it gc callbacks and finalizers: Python code that may hand the GIL to the thread
-        # being read, which can then return from the very frame whose object is half made, and
-        # the walk reads freed memory: a segfault (tests/agent/test_sampler.py makes it happen
-        # every time; seen under thread churn with the GC sampler's callback, and reported
-        # against Sentry's and ddtrace's samplers).
-        # ``sys._current_frames()`` also holds the thread-list lock while it allocates, which a
-        # thread starting or exiting waits for while holding the GIL a callback handed over: a
-        # deadlock. With the GC off the tick runs no Python code but ours. An application that
-        # toggles the GC from another thread during the tick's ~0.1 ms can have its choice
-        # undone; that is the lesser evil.
-        gc_was_enabled = gc.isenabled()
-        if gc_was_enabled:
-            gc.disable()
-        try:
+        with gc_held_off():  # other threads' frames are read: see gc_held_off for why
             frames = sys._current_frames()
             self._sample_threads(frames)
             del frames  # don't keep other threads' frames alive until the next tick
-        finally:
-            if gc_was_enabled:
-                gc.enable()
 
     def _sample_threads(self, frames: Dict[int, FrameType]) -> None:
         now = self._clock_ns()

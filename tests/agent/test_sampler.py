@@ -310,3 +310,38 @@ def test_profiles_merge_equal_stacks_of_one_thread_and_tag():
     by_thread = {dict(s.attributes)["thread.id"]: s.value for s in cpu.samples}
     assert by_thread == {7: 15, 8: 1}
     assert sorted(s.value for s in wall.samples) == [1, 150]
+
+
+def test_gc_holds_nest_and_restore_what_was_there():
+    import gc
+
+    from otelprof._threads import gc_held_off
+
+    assert gc.isenabled()
+    with gc_held_off():
+        with gc_held_off():  # the sampler and the exporter at once
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # still held by the first
+    assert gc.isenabled()
+    gc.disable()  # the application's own choice is kept
+    try:
+        with gc_held_off():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_fork_child_never_inherits_a_gc_hold():
+    import gc
+    import os
+
+    from otelprof._threads import gc_held_off
+
+    with gc_held_off():
+        pid = os.fork()
+        if pid == 0:  # the child: nobody here would ever release the hold
+            os._exit(0 if gc.isenabled() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert gc.isenabled()
