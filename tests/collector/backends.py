@@ -184,7 +184,11 @@ class HttpBackend:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1development/profiles", self._handle)
         # The exporter's gzip is undone in the handler, to see what was really sent.
-        self._runner = web.AppRunner(app, auto_decompress=False, access_log=None)
+        # A stop is an outage, not a graceful drain: requests still in flight are cut after
+        # 1 s (aiohttp waits 60 s by default, past the 30 s the test waits for the stop).
+        self._runner = web.AppRunner(
+            app, auto_decompress=False, access_log=None, shutdown_timeout=1.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
         self.port = int(self._runner.addresses[0][1])
