@@ -40,7 +40,8 @@ def test_retries_until_a_failing_backend_recovers(
     assert grpc_backend.recorder.wait_for(1) == [request]
     assert grpc_backend.recorder.attempts == 4
     assert counter(service, "exporter_retries_total", exporter="otlp_grpc") == 3
-    assert counter(service, "exporter_sent_requests_total", exporter="otlp_grpc") == 1
+    # The backend records the request before the sender has its answer: wait for the count.
+    wait_until(lambda: counter(service, "exporter_sent_requests_total", exporter="otlp_grpc") == 1)
 
 
 def test_permanent_failure_is_dropped_without_retry(
