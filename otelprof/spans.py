@@ -14,12 +14,14 @@ import os
 import time
 import weakref
 from asyncio import _get_running_loop as get_running_loop
+from operator import attrgetter, itemgetter, methodcaller
 from threading import get_ident
 from types import CodeType
 from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from otelprof.frames import function_name
@@ -59,6 +61,60 @@ _SPAN = 4  # local roots only: the live span, for its name; else None
 _LEAF_WALL = 5  # local roots only: leaf code -> wall ns of their samples; else None
 _PARENT = 6  # the local parent's state, if tracked
 
+
+def _sdk_layout_is_known() -> bool:
+    """Whether SDK spans keep their context and parent in ``_context`` and ``_parent``, and a
+    ``SpanContext`` is the tuple ``(trace_id, span_id, is_remote, trace_flags, ...)``."""
+    try:
+        context = SpanContext(0xA, 0xB, True, TraceFlags(TraceFlags.SAMPLED))
+        span = ReadableSpan(name="probe", context=context, parent=context)
+        return (
+            span._context is context
+            and span._parent is context
+            and context[:4] == (0xA, 0xB, True, TraceFlags.SAMPLED)
+        )
+    except Exception:
+        return False
+
+
+SpanGetters = Tuple[
+    Callable[[Any], Any],
+    Callable[[Any], Any],
+    Callable[[Any], int],
+    Callable[[Any], bool],
+    Callable[[Any], int],
+]
+
+
+def span_getters(fast: bool) -> SpanGetters:
+    """(span -> its SpanContext, span -> its parent's, and from a SpanContext: span id,
+    is_remote, trace flags). ``fast``: C getters reading the SDK's fields; else the public API.
+    """
+    if fast:
+        return (
+            attrgetter("_context"),
+            attrgetter("_parent"),
+            itemgetter(1),
+            itemgetter(2),
+            itemgetter(3),
+        )
+    return (
+        methodcaller("get_span_context"),
+        attrgetter("parent"),
+        attrgetter("span_id"),
+        attrgetter("is_remote"),
+        attrgetter("trace_flags"),
+    )
+
+
+# The span processor reads a span's ids a few times per span. Through the public API each read
+# is a Python call (``get_span_context()``, then a property per field); on an instrumented
+# request those calls cost more than the bookkeeping itself. So, where the SDK's layout is the
+# known one (checked once, here), they are read with C getters; else through the public API.
+FAST_SPAN_ACCESS = _sdk_layout_is_known()
+_context_of, _parent_of, _span_id, _is_remote, _flags = span_getters(FAST_SPAN_ACCESS)
+
+_SAMPLED = TraceFlags.SAMPLED
 _IGNORE: Callable[[Any], object] = id
 """A do-nothing callable implemented in C: bound as ``on_end`` once ``_on_ending`` does the work
 (the SDK calls every processor's ``on_end``; a Python no-op costs about a microsecond there)."""
@@ -69,22 +125,24 @@ def set_ending_attributes(span: Any, attributes: Dict[str, AttributeValue]) -> b
 
     The specification says the span is still writable in OnEnding, but SDK 1.44-1.45 freeze
     it first (opentelemetry-python#5614). The exported span shares the attribute container, so
-    writing into it reaches every exporter. The values are already in the SDK's cleaned form
-    (int, str, tuple of str), so they go in with one locked update (``__setitem__`` re-validates
-    each value and costs ~2 us apiece); the length limit is applied here, and a full container
-    is left alone rather than evicting the application's own attributes.
+    writing into it reaches every exporter, frozen or not. The values are already in the SDK's
+    cleaned form (int, str, tuple of str), so they go in with one locked update (``__setitem__``
+    re-validates each value and costs ~2 us apiece); the length limit is applied here, and a
+    full container is left alone rather than evicting the application's own attributes.
     """
-    if span.is_recording():
-        span.set_attributes(attributes)
-        return True
     bounded = getattr(span, "_attributes", None)
     if not isinstance(bounded, BoundedAttributes):
+        # Not the SDK's container: only the public API is left, on a span still recording.
+        if span.is_recording():
+            span.set_attributes(attributes)
+            return True
         return False
-    if bounded.maxlen is not None and len(bounded) + len(attributes) > bounded.maxlen:
+    store = getattr(bounded, "_dict", None)
+    size = len(store) if isinstance(store, dict) else len(bounded)  # (its __len__ is Python)
+    if bounded.maxlen is not None and size + len(attributes) > bounded.maxlen:
         return False
     if bounded.max_value_len is not None:
         attributes = {k: _fit(v, bounded.max_value_len) for k, v in attributes.items()}
-    store = getattr(bounded, "_dict", None)
     lock = getattr(bounded, "_lock", None)
     if isinstance(store, dict) and lock is not None:
         with lock:
@@ -142,19 +200,19 @@ class SpanAccounting:
     def on_start(self, span: Any, parent_context: Any = None) -> None:
         """``SpanProcessor.on_start`` (bound straight onto the processor: one call less)."""
         try:
-            span_context = span.get_span_context()
-            if not span_context.trace_flags.sampled:
+            span_context = _context_of(span)
+            if not _flags(span_context) & _SAMPLED:
                 return
             live = self._live
             if len(live) >= MAX_LIVE_SPANS:
                 self.untracked += 1  # spans that never end: stop tracking rather than grow
                 return
-            span_id: int = span_context.span_id
-            parent = span.parent
-            if parent is None or parent.is_remote:
+            span_id: int = _span_id(span_context)
+            parent = _parent_of(span)
+            if parent is None or _is_remote(parent):
                 state: List[Any] = [span_id, 0, -1, None, span, {}, None]
             else:
-                parent_state = live.get(parent.span_id)
+                parent_state = live.get(_span_id(parent))
                 root_id = parent_state[_ROOT] if parent_state is not None else None
                 state = [root_id, 0, -1, None, None, None, parent_state]
             if self.span_attributes:
@@ -176,7 +234,9 @@ class SpanAccounting:
             if self.on_first_ending is not None:
                 self.on_first_ending()
         try:
-            self._end(span, writable=True)
+            attributes = self._end(span)
+            if attributes and not set_ending_attributes(span, attributes):
+                self.write_failures += 1
         except Exception:
             _log_once("_on_ending")
 
@@ -184,14 +244,15 @@ class SpanAccounting:
         """``SpanProcessor.on_end``: bookkeeping only, for an SDK without ``_on_ending``."""
         if not self._ending_seen:
             try:
-                self._end(span, writable=False)
+                self._end(span)
             except Exception:
                 _log_once("on_end")
 
-    def _end(self, span: Any, writable: bool) -> None:
-        state = self._live.pop(span.get_span_context().span_id, None)
+    def _end(self, span: Any) -> Optional[Dict[str, AttributeValue]]:
+        """Forget a span that ends; the attributes it gets, if any."""
+        state = self._live.pop(_span_id(_context_of(span)), None)
         if state is None:
-            return  # not sampled, or started before the processor was attached
+            return None  # not sampled, or started before the processor was attached
         cpu = state[_SAMPLED_CPU]
         if cpu is not None:
             source = "sampled"
@@ -201,6 +262,8 @@ class SpanAccounting:
             source = "thread_clock"
         # (ended on another thread: no single thread clock covers it, so no CPU time)
         root_span = state[_SPAN]
+        if cpu is None and root_span is None:
+            return None
         attributes: Dict[str, AttributeValue] = {}
         if cpu is not None:
             attributes[CPU_TIME_ATTRIBUTE] = cpu
@@ -216,8 +279,7 @@ class SpanAccounting:
                 attributes[HOT_FUNCTIONS_ATTRIBUTE] = self._hot_functions(leaf_wall)
             if self.pyroscope_profile_id:
                 attributes[PYROSCOPE_PROFILE_ID_ATTRIBUTE] = f"{state[_ROOT]:016x}"
-        if attributes and writable and not set_ending_attributes(span, attributes):
-            self.write_failures += 1
+        return attributes
 
     def _hot_functions(self, leaf_wall: Dict[CodeType, int]) -> Tuple[str, ...]:
         ranked = sorted(leaf_wall.items(), key=lambda item: -item[1])[:HOT_FUNCTION_COUNT]

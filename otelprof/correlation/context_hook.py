@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from opentelemetry import context as otel_context
 from opentelemetry.context.context import Context, _RuntimeContext
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 _logger = logging.getLogger("otelprof")
 
@@ -37,11 +38,23 @@ class RecordingRuntimeContext(_RuntimeContext):
         self.inner = inner
         self._on_change: Optional[OnChange] = on_change
         self._failed = False
-        # The SDK reads the current context several times per span: no extra frame for that.
-        self.get_current = inner.get_current  # type: ignore[method-assign]
+        # An instrumented request changes and reads the context a dozen times or more, on the
+        # application's threads. The stock runtime context is one ContextVar call per method,
+        # so its ContextVar's methods (C) are called directly: the hook then adds no Python
+        # frame to any of these calls, and none at all to ``get_current``. Any other runtime
+        # context is delegated to as it is.
+        variable = _stock_variable(inner)
+        if variable is not None:
+            self._set: Callable[[Context], Token[Context]] = variable.set
+            self._reset: Callable[[Token[Context]], object] = variable.reset
+            self.get_current = variable.get  # type: ignore[method-assign]
+        else:
+            self._set = inner.attach
+            self._reset = inner.detach
+            self.get_current = inner.get_current  # type: ignore[method-assign]
 
     def attach(self, context: Context) -> Token[Context]:
-        token = self.inner.attach(context)
+        token = self._set(context)
         on_change = self._on_change
         if on_change is not None:
             try:
@@ -55,11 +68,11 @@ class RecordingRuntimeContext(_RuntimeContext):
 
     def detach(self, token: Token[Context]) -> None:
         # A failing reset (a token from another context) raises as it always did; nothing changed.
-        self.inner.detach(token)
+        self._reset(token)
         on_change = self._on_change
         if on_change is not None:
             try:
-                on_change(self.inner.get_current())
+                on_change(self.get_current())
             except Exception:
                 self._fail()
 
@@ -70,6 +83,14 @@ class RecordingRuntimeContext(_RuntimeContext):
         if not self._failed:
             self._failed = True
             _logger.exception("otelprof: recording the active span failed (logged once)")
+
+
+def _stock_variable(runtime: _RuntimeContext) -> Optional[ContextVar[Context]]:
+    """The ContextVar of OpenTelemetry's own contextvars runtime context (not a subclass's)."""
+    if type(runtime) is not ContextVarsRuntimeContext:
+        return None
+    variable = getattr(runtime, "_current_context", None)
+    return variable if isinstance(variable, ContextVar) else None
 
 
 def install(on_change: OnChange) -> RecordingRuntimeContext:

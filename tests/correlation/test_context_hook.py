@@ -9,12 +9,13 @@ from typing import Any, List
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context.context import Context
+from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 
 from otelprof.correlation import ENDPOINT_ATTRIBUTE, SpanCorrelator, context_hook
 from otelprof.samplers.stack import StackSampler
 from otelprof.spans import ProfilingSpanProcessor
 
-from .harness import Harness, link, link_of
+from .harness import Harness, link, link_of, python_calls
 
 
 def test_every_attach_and_detach_is_reported_with_the_now_current_context() -> None:
@@ -98,3 +99,58 @@ def _tick(correlator: SpanCorrelator) -> List[Any]:
     sampler = StackSampler(tagger=correlator.tag, observer=correlator.observe)
     sampler.sample_once()
     return list(sampler.drain().samples)
+
+
+def test_on_the_stock_runtime_context_the_hook_adds_only_its_callback() -> None:
+    # An instrumented request reads and changes the context a dozen times: the hook calls the
+    # ContextVar itself (C) instead of the runtime context's one-line Python methods, so it adds
+    # no Python call but its own, and reading the context costs no Python call at all.
+    seen: List[Context] = []
+    hook = context_hook.install(seen.append)
+    try:
+        holding = otel_context.set_value("k", 1)
+
+        def attach_detach() -> None:
+            otel_context.detach(otel_context.attach(holding))
+
+        calls = python_calls(attach_detach)
+        reads = python_calls(otel_context.get_current)
+    finally:
+        context_hook.uninstall(hook)
+    ours = "otelprof.correlation.context_hook"
+    assert calls == [
+        f"{__name__}:attach_detach",
+        "opentelemetry.context:attach",
+        f"{ours}:attach",
+        "opentelemetry.context:detach",
+        f"{ours}:detach",
+    ]
+    assert reads == ["opentelemetry.context:get_current"]
+    assert [c.get("k") for c in seen] == [1, None]
+
+
+def test_any_other_runtime_context_is_delegated_to() -> None:
+    class Counting(ContextVarsRuntimeContext):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: List[str] = []
+
+        def attach(self, context: Context) -> Any:
+            self.calls.append("attach")
+            return super().attach(context)
+
+        def get_current(self) -> Context:
+            self.calls.append("get_current")
+            return super().get_current()
+
+        def detach(self, token: Any) -> None:
+            self.calls.append("detach")
+            super().detach(token)
+
+    runtime = Counting()
+    seen: List[Context] = []
+    hook = context_hook.RecordingRuntimeContext(runtime, seen.append)
+    hook.detach(hook.attach(otel_context.set_value("k", 1)))
+    # detach reports the context now current, read from the runtime context it wraps
+    assert runtime.calls == ["attach", "detach", "get_current"]
+    assert [c.get("k") for c in seen] == [1, None]

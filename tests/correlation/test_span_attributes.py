@@ -8,8 +8,11 @@ import time
 import types
 from typing import Any, Dict
 
+import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 
+import otelprof.spans as spans_module
 from otelprof.correlation import LOCAL_ROOT_SPAN_ID_ATTRIBUTE, SpanTag
 from otelprof.spans import (
     CPU_TIME_ATTRIBUTE,
@@ -22,7 +25,17 @@ from otelprof.spans import (
     set_ending_attributes,
 )
 
-from .harness import Harness, LoopThread, Parking, attrs, hex_id, join_all, link, started_threads
+from .harness import (
+    Harness,
+    LoopThread,
+    Parking,
+    attrs,
+    hex_id,
+    join_all,
+    link,
+    python_calls,
+    started_threads,
+)
 
 
 def burn(cpu_ns: int) -> None:
@@ -207,3 +220,46 @@ def test_once_the_sdk_calls_on_ending_on_end_costs_no_python_call() -> None:
     provider.get_tracer("t").start_span("second").end()  # still ends cleanly
     processor.unbind()
     assert "on_end" not in vars(processor) and accounting.on_first_ending is None
+
+
+def test_span_bookkeeping_makes_no_python_call_into_the_sdk() -> None:
+    # The span's ids are read with C getters (the SDK's layout is checked at import): through
+    # the public API each read is a Python call, several per span on every request.
+    assert spans_module.FAST_SPAN_ACCESS
+    provider = TracerProvider()
+    accounting = SpanAccounting()
+    tracer = provider.get_tracer("t")
+    root = tracer.start_span("root")
+    child = tracer.start_span("child", context=trace.set_span_in_context(root))
+    for span in (root, child):
+        assert python_calls(accounting.on_start, span) == ["otelprof.spans:on_start"]
+    for span in (child, root):
+        span._end_time = 1  # as the SDK's end() leaves it before calling _on_ending
+        assert python_calls(accounting.on_ending, span) == [
+            "otelprof.spans:on_ending",
+            "otelprof.spans:_end",
+            "otelprof.spans:set_ending_attributes",
+        ]
+        assert span.attributes[CPU_TIME_SOURCE_ATTRIBUTE] == "thread_clock"
+    assert accounting.live_root(root.get_span_context().span_id) is None
+
+
+def test_through_the_public_span_api_the_bookkeeping_is_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What an SDK with another span layout gets.
+    getters = spans_module.span_getters(fast=False)
+    for name, getter in zip(
+        ("_context_of", "_parent_of", "_span_id", "_is_remote", "_flags"), getters
+    ):
+        monkeypatch.setattr(spans_module, name, getter)
+    with Harness() as harness:
+        with harness.tracer.start_as_current_span("root") as root:
+            root_id = root.get_span_context().span_id
+            with harness.tracer.start_as_current_span("child") as child:
+                child_id = child.get_span_context().span_id
+                assert harness.correlator.accounting.root_of(child_id) == root_id
+                assert harness.correlator.accounting.live_root(root_id) is root
+    for name in ("root", "child"):
+        assert harness.finished(name).attributes[CPU_TIME_SOURCE_ATTRIBUTE] == "thread_clock"
+    assert harness.correlator.accounting.live_root(root_id) is None
