@@ -9,7 +9,11 @@ the controller compares the agent threads' CPU with the process's and stretches 
 when the agent's share is above its target, or shortens it back towards the maximum rate when
 there is room. The cost of a tick is close to proportional to the rate, so one correction
 nearly converges; each step is limited to a factor of two and smoothed over a few seconds so
-an export burst does not make the rate jump.
+an export burst does not make the rate jump. The first step may go further (a factor of
+eight): the baselines are taken at the first tick, so one second after start the controller
+knows what the maximum rate costs, and a busy server should not pay it for several seconds
+while the rate halves its way down (on the web benchmark's ~10 s runs, 100 Hz for the first
+two seconds was about a third of the agent threads' CPU).
 
 The target is a fraction of the overhead budget, the rest being left to the precise and
 memory windows (their governor fits them in what remains). What the agent costs outside its
@@ -33,6 +37,10 @@ MIN_RATE_HZ = 10.0
 """Never slower than this: wall-time profiles of a quiet program stay useful."""
 SMOOTHING = 0.5
 """Weight of the newest second in the smoothed share."""
+MAX_STEP = 2.0
+"""The most one check changes the interval by."""
+MAX_FIRST_STEP = 8.0
+"""The most the first check changes it by (nothing is smoothed yet; see above)."""
 
 
 class RateController:
@@ -76,28 +84,34 @@ class RateController:
     def update(self) -> float:
         """The interval to wait before the next tick (cheap except once a second)."""
         now = self._clock()
+        if self._last_process is None:
+            # The first call (the sampler's first tick): baselines, first check a second later.
+            self._last_process = self._process_cpu_seconds()
+            self._agent_cpu_seconds()
+            self._next_check = now + CHECK_SECONDS
+            return self.interval
         if now < self._next_check:
             return self.interval
         self._next_check = now + CHECK_SECONDS
         process = self._process_cpu_seconds()
         agent = self._agent_cpu_seconds()
         last, self._last_process = self._last_process, process
-        if last is None or self.target <= 0:
-            return self.interval  # the first look only sets the baselines
+        if self.target <= 0:
+            return self.interval
         application = max(process - last - agent, 1e-6)
         share = agent / application
-        self.share = (
-            share if self.share is None else (SMOOTHING * share + (1 - SMOOTHING) * self.share)
-        )
-        self._adjust(self.share)
+        previous = self.share
+        first = previous is None
+        self.share = share if previous is None else SMOOTHING * share + (1 - SMOOTHING) * previous
+        self._adjust(self.share, MAX_FIRST_STEP if first else MAX_STEP)
         return self.interval
 
-    def _adjust(self, share: float) -> None:
+    def _adjust(self, share: float, max_step: float) -> None:
         # Over target: stretch in proportion. Well under it: shorten, towards the maximum rate.
         if share > self.target:
-            factor = min(2.0, share / self.target)
+            factor = min(max_step, share / self.target)
         elif share < 0.7 * self.target and self.interval > self.min_interval:
-            factor = max(0.5, share / (0.85 * self.target))
+            factor = max(1.0 / max_step, share / (0.85 * self.target))
         else:
             return
         interval = min(self.max_interval, max(self.min_interval, self.interval * factor))

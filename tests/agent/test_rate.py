@@ -9,7 +9,12 @@ import pytest
 
 from otelprof.config import resolve_config
 from otelprof.profiler import Profiler
-from otelprof.samplers.rate import CHECK_SECONDS, OWN_SHARE_OF_BUDGET, RateController
+from otelprof.samplers.rate import (
+    CHECK_SECONDS,
+    MAX_FIRST_STEP,
+    OWN_SHARE_OF_BUDGET,
+    RateController,
+)
 
 
 class Usage:
@@ -87,14 +92,28 @@ def test_the_rate_comes_back_when_the_load_changes() -> None:
     assert steering.rate_hz == 100.0
 
 
-def test_between_checks_the_interval_does_not_move_and_the_first_check_only_measures() -> None:
-    usage = Usage(app=1.0, cost=1e-3)
+def test_the_first_tick_takes_the_baselines_and_the_first_check_may_step_further() -> None:
+    usage = Usage(app=1.0, cost=1e-3)  # 40 % at 400 Hz: far over the target
+    steering = controller(usage, max_rate=400.0)
+    assert steering.update() == 1 / 400  # the sampler's first tick: baselines only
+    usage.now += CHECK_SECONDS / 2
+    assert steering.update() == 1 / 400  # between checks the interval does not move
+    usage.run_second(steering)  # one second after the first tick: the first check
+    assert steering.rate_hz == pytest.approx(400.0 / MAX_FIRST_STEP)
+    usage.run_second(steering)  # still over (5 %): later steps are at most halvings
+    assert steering.rate_hz == pytest.approx(400.0 / MAX_FIRST_STEP / 2)
+
+
+def test_later_steps_are_at_most_a_factor_of_two() -> None:
+    usage = Usage(app=1.0, cost=100e-6)  # 1 %: over the target, so the first step is small
     steering = controller(usage)
-    assert steering.update() == 0.01  # before the first check
-    usage.run_second(steering)  # first check: baselines only
-    assert steering.rate_hz == 100.0
+    steering.update()
     usage.run_second(steering)
-    assert steering.rate_hz == 50.0  # at most halved per step
+    first = steering.rate_hz
+    assert 50.0 <= first < 100.0
+    usage.cost = 1e-3  # ten times dearer now
+    usage.run_second(steering)
+    assert steering.rate_hz == pytest.approx(first / 2)
 
 
 def test_adjustments_are_logged_once_per_halving(caplog: pytest.LogCaptureFixture) -> None:
