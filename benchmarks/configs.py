@@ -202,6 +202,12 @@ OTELPROF_API = Config(
     description="otelprof at its defaults, started with otelprof.start() before the workload",
     argv=_launch("otelprof-api"),
 )
+# The control for the configs above: the same launcher and imports, nothing started.
+LAUNCH_ONLY = Config(
+    name="launch-only",
+    description="benchmarks/launch.py importing otelprof's correlation but starting nothing",
+    argv=_launch("launch-only"),
+)
 OTELPROF_SPANS = Config(
     name="otelprof-spans",
     description="otelprof's span correlation alone (context hook + span processor)",
@@ -247,6 +253,7 @@ CONFIGS: Dict[str, Config] = {
         OTELPROF_NO_WINDOWS,
         OTELPROF_API,
         OTELPROF_SPANS,
+        LAUNCH_ONLY,
         OTELPROF_NO_SPANS,
         PYSPY,
         PYROSCOPE,

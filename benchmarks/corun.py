@@ -44,6 +44,12 @@ WORKLOADS = {
     "web_service": lambda scale, clients: Workload(
         "web_service", "web_service.py", ("--scale", scale, "--concurrency", clients)
     ),
+    # The same service behind a production-style server: a fixed pool of threads, keep-alive.
+    "web_pool": lambda scale, clients: Workload(
+        "web_pool",
+        "web_service.py",
+        ("--scale", scale, "--concurrency", clients, "--server", "waitress"),
+    ),
     "call_heavy": lambda scale, clients: Workload(
         "call_heavy", "call_heavy.py", ("--scale", scale)
     ),

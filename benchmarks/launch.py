@@ -96,6 +96,15 @@ def _otelprof_spans(args: argparse.Namespace) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _launch_only(args: argparse.Namespace) -> Iterator[None]:
+    # What the in-process configs share (this launcher, runpy, otelprof's imports), nothing
+    # started: their control, against bare.
+    from otelprof.correlation import SpanCorrelator  # noqa: F401
+
+    yield
+
+
+@contextlib.contextmanager
 def _otelprof_api(args: argparse.Namespace) -> Iterator[None]:
     # The agent at its defaults, started from code (otelprof.start) instead of `otelprof run`.
     import otelprof
@@ -123,6 +132,7 @@ def _otelprof_no_spans(args: argparse.Namespace) -> Iterator[None]:
 PEERS = {
     "otelprof-api": _otelprof_api,
     "otelprof-spans": _otelprof_spans,
+    "launch-only": _launch_only,
     "otelprof-no-spans": _otelprof_no_spans,
     "pyroscope": _pyroscope,
     "pyinstrument": _pyinstrument,

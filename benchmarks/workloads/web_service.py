@@ -134,13 +134,46 @@ def instrument(app: Flask) -> bool:
     return True
 
 
+class Server:
+    """The service on a loopback port, in a background thread, served the way ``kind`` says."""
+
+    def __init__(self, kind: str, app: Flask) -> None:
+        self.kind = kind
+        if kind == "waitress":
+            import waitress.server
+
+            self._waitress = waitress.server.create_server(app, host="127.0.0.1", port=0, threads=4)
+            self.port = int(self._waitress.effective_port)  # type: ignore[union-attr]
+            target = self._waitress.run
+        else:
+            self._werkzeug = make_server("127.0.0.1", 0, app, threaded=True)
+            self.port = self._werkzeug.server_port
+            target = self._werkzeug.serve_forever
+        self._thread = threading.Thread(target=target, name="bench-server", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self.kind == "waitress":
+            self._waitress.close()
+        else:
+            self._werkzeug.shutdown()
+            self._werkzeug.server_close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--no-otel", action="store_true", help="serve without span creation")
+    parser.add_argument(
+        "--server",
+        choices=("werkzeug", "waitress"),
+        default="werkzeug",
+        help="werkzeug: a new thread per request; waitress: a pool of 4 threads, keep-alive",
+    )
     args = parser.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    for noisy in ("werkzeug", "waitress"):  # per-request lines would be measured too
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     requests = scaled(REQUESTS, args.scale) // args.concurrency * args.concurrency
     database = seed_database()
     app = create_app(database)
@@ -149,9 +182,7 @@ def main() -> None:
     # No OTEL_*/PYTHON* variables and no site hooks: no profiler follows into the client.
     client_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL", "PYTHON"))}
     with WorkPhase() as phase:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        serving = threading.Thread(target=server.serve_forever, name="bench-server", daemon=True)
-        serving.start()
+        server = Server(args.server, app)
         done = subprocess.run(
             [
                 sys.executable,
@@ -159,7 +190,7 @@ def main() -> None:
                 "-S",
                 loadgen,
                 "--port",
-                str(server.server_port),
+                str(server.port),
                 "--requests",
                 str(requests),
                 "--concurrency",
@@ -170,8 +201,7 @@ def main() -> None:
             text=True,
             check=False,
         )
-        server.shutdown()
-        server.server_close()
+        server.stop()
     database.conn.close()
     if done.returncode != 0:
         sys.exit(f"web_service: load generator failed: {done.stderr.strip()}")
