@@ -58,7 +58,7 @@ _THREAD = 1  # ident of the thread that started it (synchronous spans), else 0
 _CPU_START = 2  # that thread's CPU clock at the start, ns, or -1
 _SAMPLED_CPU = 3  # asyncio spans: CPU of the samples taken in them, ns; else None
 _SPAN = 4  # local roots only: the live span, for its name; else None
-_LEAF_WALL = 5  # local roots only: leaf code -> wall ns of their samples; else None
+_LEAF_WALL = 5  # local roots with samples: leaf code -> wall ns of those samples; else None
 _PARENT = 6  # the local parent's state, if tracked
 
 
@@ -210,7 +210,9 @@ class SpanAccounting:
             span_id: int = _span_id(span_context)
             parent = _parent_of(span)
             if parent is None or _is_remote(parent):
-                state: List[Any] = [span_id, 0, -1, None, span, {}, None]
+                # (the leaf map is made by the sampler, for the few roots a sample lands in:
+                # one allocation less per request, and fewer young objects for the GC)
+                state: List[Any] = [span_id, 0, -1, None, span, None, None]
             else:
                 parent_state = live.get(_span_id(parent))
                 root_id = parent_state[_ROOT] if parent_state is not None else None
@@ -314,9 +316,11 @@ class SpanAccounting:
             state[_SAMPLED_CPU] += cpu_ns
         root_id = getattr(tag, "root_id", 0)
         root = live.get(root_id) if root_id else None
-        if root is not None and leaf is not None:
+        if root is not None and leaf is not None and root[_SPAN] is not None:
             leaf_wall = root[_LEAF_WALL]
-            if leaf_wall is not None:
+            if leaf_wall is None:
+                root[_LEAF_WALL] = {leaf: wall_ns}
+            else:
                 previous = leaf_wall.get(leaf)
                 if previous is not None:
                     leaf_wall[leaf] = previous + wall_ns
