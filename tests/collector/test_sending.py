@@ -50,10 +50,12 @@ def test_permanent_failure_is_dropped_without_retry(
     grpc_backend.recorder.failures.append(Failure(grpc.StatusCode.INVALID_ARGUMENT))
     service = start_service(base_config({"otlp_grpc": grpc_exporter(grpc_backend.endpoint)}))
     grpc_export(service.grpc_port, make_request(seed=1).SerializeToString())
-    grpc_export(service.grpc_port, make_request(seed=2).SerializeToString())
+    # The second only once the first is dropped: sent together, either may reach the failing
+    # backend first.
     wait_until(
         lambda: counter(service, "exporter_send_failed_requests_total", exporter="otlp_grpc") == 1
     )
+    grpc_export(service.grpc_port, make_request(seed=2).SerializeToString())
     assert seeds(grpc_backend.recorder.wait_for(1)) == [2]
     assert grpc_backend.recorder.attempts == 2
 

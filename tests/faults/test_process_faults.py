@@ -7,6 +7,7 @@ Real processes under ``otelprof run``; each output is compared with a bare run o
 from __future__ import annotations
 
 import pathlib
+import re
 import signal
 from collections import defaultdict
 from typing import Dict, List
@@ -201,6 +202,7 @@ def test_exit_with_threads_still_running_neither_hangs_nor_prints_tracebacks(
         app = start_profiled("exit_with_threads_app.py", tmp_path, ["--endpoint", server.endpoint])
         app.wait_for_events(lambda ev: server.attempts >= 1)
         run = app.finish()
-    # The only thing it may say: the export it could not finish in time.
-    assert "did not finish within the 1.0s shutdown deadline" in run.stderr
+    # The only thing it may say: the export it could not finish in time. (The exporter gets
+    # what is left of the 1 s exit deadline once the sampler and windows have stopped.)
+    assert re.search(r"did not finish within the (0\.\d|1\.0)s shutdown deadline", run.stderr)
     _assert_unaffected(run, bare)
