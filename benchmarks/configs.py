@@ -208,6 +208,11 @@ LAUNCH_ONLY = Config(
     description="benchmarks/launch.py importing otelprof's correlation but starting nothing",
     argv=_launch("launch-only"),
 )
+OTELPROF_SAMPLER = Config(
+    name="otelprof-sampler",
+    description="otelprof's stack sampler alone at the agent's adaptive rate (nothing exported)",
+    argv=_launch("otelprof-sampler"),
+)
 OTELPROF_SPANS = Config(
     name="otelprof-spans",
     description="otelprof's span correlation alone (context hook + span processor)",
@@ -254,6 +259,7 @@ CONFIGS: Dict[str, Config] = {
         OTELPROF_API,
         OTELPROF_SPANS,
         LAUNCH_ONLY,
+        OTELPROF_SAMPLER,
         OTELPROF_NO_SPANS,
         PYSPY,
         PYROSCOPE,

@@ -96,6 +96,25 @@ def _otelprof_spans(args: argparse.Namespace) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _otelprof_sampler(args: argparse.Namespace) -> Iterator[None]:
+    # The stack sampler alone, at the agent's (adaptive) rate: no spans, no export, no windows,
+    # no GC callback. Against otelprof-no-spans, what the rest of the agent costs.
+    from otelprof.config import resolve_config
+    from otelprof.profiler import _rate_controller
+    from otelprof.samplers.stack import StackSampler
+
+    config = resolve_config()
+    sampler = StackSampler(
+        interval_seconds=1.0 / config.sampling_rate_hz, rate=_rate_controller(config)
+    )
+    sampler.start()
+    try:
+        yield
+    finally:
+        sampler.stop()
+
+
+@contextlib.contextmanager
 def _launch_only(args: argparse.Namespace) -> Iterator[None]:
     # What the in-process configs share (this launcher, runpy, otelprof's imports), nothing
     # started: their control, against bare.
@@ -133,6 +152,7 @@ PEERS = {
     "otelprof-api": _otelprof_api,
     "otelprof-spans": _otelprof_spans,
     "launch-only": _launch_only,
+    "otelprof-sampler": _otelprof_sampler,
     "otelprof-no-spans": _otelprof_no_spans,
     "pyroscope": _pyroscope,
     "pyinstrument": _pyinstrument,
