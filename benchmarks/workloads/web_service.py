@@ -4,6 +4,7 @@ Four endpoints do the work a small service does: SQL queries on an in-memory SQL
 JSON encoding and decoding, and Jinja2 templates. Requests come from a separate load-generator
 process, so the profiled process only serves. werkzeug's threaded server closes every connection
 after one response, so each request gets a fresh thread: thread churn the sampler must handle.
+``--server waitress`` serves it the production way instead: a pool of 4 threads, keep-alive.
 Spans are created through the OpenTelemetry Flask instrumentation when it is installed, as in
 the services the agent is made for.
 """
