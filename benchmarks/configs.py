@@ -196,32 +196,28 @@ PYROSCOPE = Config(
 
 BARE = Config(name="bare", description="no profiler", argv=_py)
 
+
 # Parts of otelprof, to see where its cost goes (benchmarks/launch.py starts them in-process).
-OTELPROF_API = Config(
-    name="otelprof-api",
-    description="otelprof at its defaults, started with otelprof.start() before the workload",
-    argv=_launch("otelprof-api"),
+def _part(name: str, description: str) -> Config:
+    return Config(name=name, description=description, argv=_launch(name))
+
+
+OTELPROF_API = _part(
+    "otelprof-api", "otelprof at its defaults, started with otelprof.start() before the workload"
 )
-# The control for the configs above: the same launcher and imports, nothing started.
-LAUNCH_ONLY = Config(
-    name="launch-only",
-    description="benchmarks/launch.py importing otelprof's correlation but starting nothing",
-    argv=_launch("launch-only"),
+OTELPROF_SAMPLER = _part(
+    "otelprof-sampler",
+    "otelprof's stack sampler alone at the agent's adaptive rate (nothing exported)",
 )
-OTELPROF_SAMPLER = Config(
-    name="otelprof-sampler",
-    description="otelprof's stack sampler alone at the agent's adaptive rate (nothing exported)",
-    argv=_launch("otelprof-sampler"),
+OTELPROF_SPANS = _part(
+    "otelprof-spans", "otelprof's span correlation alone (context hook + span processor)"
 )
-OTELPROF_SPANS = Config(
-    name="otelprof-spans",
-    description="otelprof's span correlation alone (context hook + span processor)",
-    argv=_launch("otelprof-spans"),
+OTELPROF_NO_SPANS = _part(
+    "otelprof-no-spans", "otelprof at its defaults with span correlation removed after the start"
 )
-OTELPROF_NO_SPANS = Config(
-    name="otelprof-no-spans",
-    description="otelprof at its defaults with span correlation removed after the start",
-    argv=_launch("otelprof-no-spans"),
+# The control for the parts: the same launcher and imports, nothing started.
+LAUNCH_ONLY = _part(
+    "launch-only", "benchmarks/launch.py importing otelprof's correlation but starting nothing"
 )
 
 # Cost references only (tracing profilers, or not installed by default).
