@@ -199,14 +199,15 @@ class FileStorage:
         connection = self._connection
         assert connection is not None
         try:
-            stat = os.statvfs(self.path.parent)
-            free = stat.f_bavail * stat.f_frsize
-            # Pages freed by deletes are reused by inserts at checkpoint time.
-            reusable = int(connection.execute("PRAGMA freelist_count").fetchone()[0])
+            free, full = self._space(connection, insert_bytes)
+            if full and self._wal_bytes():
+                # Deletes land in the WAL first, and only a commit past the autocheckpoint size
+                # moves them into the database and truncates it: with inserts refused and the
+                # queue drained, nothing else would, and the WAL's disk space would stay taken.
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                free, full = self._space(connection, insert_bytes)
         except (OSError, sqlite3.Error):
             return None  # cannot tell: let SQLite try
-        headroom = 2 * self.wal_limit_bytes
-        full = free < headroom or free + reusable * self._page_size < insert_bytes + headroom
         if full != self._full:
             self._full = full
             logger.warning(
@@ -221,6 +222,23 @@ class FileStorage:
                 f'file_storage "{self.name}": not enough free disk space for the persistent queue'
             )
         return None
+
+    def _wal_bytes(self) -> int:
+        try:
+            return os.stat(f"{self.path}-wal").st_size
+        except FileNotFoundError:
+            return 0
+
+    def _space(self, connection: sqlite3.Connection, insert_bytes: int) -> Tuple[int, bool]:
+        """(free bytes on the disk, whether writing ``insert_bytes`` would eat the headroom)."""
+        stat = os.statvfs(self.path.parent)
+        free = stat.f_bavail * stat.f_frsize
+        # Pages freed by deletes are reused by inserts at checkpoint time.
+        reusable = int(connection.execute("PRAGMA freelist_count").fetchone()[0])
+        headroom = 2 * self.wal_limit_bytes
+        return free, (
+            free < headroom or free + reusable * self._page_size < insert_bytes + headroom
+        )
 
     def _transaction(self, ops: List[_Op]) -> Optional[StorageError]:
         connection = self._connection
