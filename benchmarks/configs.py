@@ -212,12 +212,23 @@ OTELPROF_SAMPLER = _part(
 OTELPROF_SPANS = _part(
     "otelprof-spans", "otelprof's span correlation alone (context hook + span processor)"
 )
+OTELPROF_CONTEXT_HOOK = _part(
+    "otelprof-context-hook", "span correlation's context hook alone (which span each thread is in)"
+)
+OTELPROF_SPAN_PROCESSOR = _part(
+    "otelprof-span-processor", "span correlation's span processor alone (CPU time per span)"
+)
 OTELPROF_NO_SPANS = _part(
     "otelprof-no-spans", "otelprof at its defaults with span correlation removed after the start"
 )
 # The control for the parts: the same launcher and imports, nothing started.
 LAUNCH_ONLY = _part(
     "launch-only", "benchmarks/launch.py importing otelprof's correlation but starting nothing"
+)
+# The instrument's check: a known cost (~1 % more instructions per web request) on the request
+# threads, as the agent's span path has; the overhead measured for it should be about 1 %.
+CALIBRATE = _part(
+    "calibrate", "a span processor doing fixed work at each span start (~1 % of a web request)"
 )
 
 # Cost references only (tracing profilers, or not installed by default).
@@ -254,7 +265,10 @@ CONFIGS: Dict[str, Config] = {
         OTELPROF_NO_WINDOWS,
         OTELPROF_API,
         OTELPROF_SPANS,
+        OTELPROF_CONTEXT_HOOK,
+        OTELPROF_SPAN_PROCESSOR,
         LAUNCH_ONLY,
+        CALIBRATE,
         OTELPROF_SAMPLER,
         OTELPROF_NO_SPANS,
         PYSPY,

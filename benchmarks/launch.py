@@ -96,6 +96,40 @@ def _otelprof_spans(args: argparse.Namespace) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _otelprof_context_hook(args: argparse.Namespace) -> Iterator[None]:
+    # Half of span correlation: the context hook recording each thread's span, no processor.
+    from otelprof.correlation import context_hook
+    from otelprof.correlation.active import ActiveSpans
+
+    hook = context_hook.install(ActiveSpans().record)
+    try:
+        yield
+    finally:
+        context_hook.uninstall(hook)
+
+
+@contextlib.contextmanager
+def _otelprof_span_processor(args: argparse.Namespace) -> Iterator[None]:
+    # The other half: the span processor (exact CPU per span), bound to each SDK provider made.
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from otelprof.spans import SpanAccounting, processor_for
+
+    accounting = SpanAccounting()
+    original = TracerProvider.__init__
+
+    def init(self: TracerProvider, *a: object, **kw: object) -> None:
+        original(self, *a, **kw)  # type: ignore[arg-type]
+        processor_for(self).bind(accounting)
+
+    TracerProvider.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TracerProvider.__init__ = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
 def _otelprof_sampler(args: argparse.Namespace) -> Iterator[None]:
     # The stack sampler alone, at the agent's (adaptive) rate: no spans, no export, no windows,
     # no GC callback. Against otelprof-no-spans, what the rest of the agent costs.
@@ -112,6 +146,44 @@ def _otelprof_sampler(args: argparse.Namespace) -> Iterator[None]:
         yield
     finally:
         sampler.stop()
+
+
+# Iterations of _burn that add about 1 % to the web workload's CPU per request (instructions
+# counted with callgrind: ~7.3 M per request bare, ~460 per iteration on CPython 3.11).
+CALIBRATION_ITERATIONS = 160
+
+
+def _burn(iterations: int) -> int:
+    total = 0
+    for i in range(iterations):
+        total += i
+    return total
+
+
+@contextlib.contextmanager
+def _calibrate(args: argparse.Namespace) -> Iterator[None]:
+    # A known cost, to check the instrument: a span processor that does fixed work at each span
+    # start, on the request thread as the agent's span path does (about +1 % of the web
+    # workload's instructions; OTELPROF_BENCH_BURN overrides the iterations).
+    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+
+    iterations = int(os.environ.get("OTELPROF_BENCH_BURN", CALIBRATION_ITERATIONS))
+
+    class Burner(SpanProcessor):
+        def on_start(self, span: object, parent_context: object = None) -> None:
+            _burn(iterations)
+
+    original = TracerProvider.__init__
+
+    def init(self: TracerProvider, *a: object, **kw: object) -> None:
+        original(self, *a, **kw)  # type: ignore[arg-type]
+        self.add_span_processor(Burner())
+
+    TracerProvider.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TracerProvider.__init__ = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
@@ -151,7 +223,10 @@ def _otelprof_no_spans(args: argparse.Namespace) -> Iterator[None]:
 PEERS = {
     "otelprof-api": _otelprof_api,
     "otelprof-spans": _otelprof_spans,
+    "otelprof-context-hook": _otelprof_context_hook,
+    "otelprof-span-processor": _otelprof_span_processor,
     "launch-only": _launch_only,
+    "calibrate": _calibrate,
     "otelprof-sampler": _otelprof_sampler,
     "otelprof-no-spans": _otelprof_no_spans,
     "pyroscope": _pyroscope,
