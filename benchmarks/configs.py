@@ -156,7 +156,7 @@ PYSPY = Config(
 # --- in-process peers through benchmarks/launch.py -------------------------------------------
 
 
-def _launch(peer: str) -> Callable[[RunContext], List[str]]:
+def _launch(peer: str, rate_hz: int = RATE_HZ) -> Callable[[RunContext], List[str]]:
     def argv(ctx: RunContext) -> List[str]:
         server = ctx.capture.url if ctx.capture else "http://127.0.0.1:9"
         return [
@@ -166,7 +166,7 @@ def _launch(peer: str) -> Callable[[RunContext], List[str]]:
             "--mode",
             ctx.mode,
             "--rate",
-            str(RATE_HZ),
+            str(rate_hz),
             "--server",
             server,
             "--app",
@@ -231,6 +231,17 @@ CALIBRATE = _part(
     "calibrate", "a span processor doing fixed work at each span start (~1 % of a web request)"
 )
 
+
+# What any Python sampler thread costs the application at the agent's typical rate on the web
+# workload (25 Hz): waking up and taking the GIL (wake-only), and materialising every thread's
+# frames as a stack walk does (walk-only).
+def _ticker(name: str, description: str) -> Config:
+    return Config(name=name, description=description, argv=_launch(name, rate_hz=25))
+
+
+WAKE_ONLY = _ticker("wake-only", "a Python thread waking 25 times a second, doing nothing")
+WALK_ONLY = _ticker("walk-only", "a Python thread walking every thread's frames 25 times a second")
+
 # Cost references only (tracing profilers, or not installed by default).
 PYINSTRUMENT = Config(
     name="pyinstrument",
@@ -269,6 +280,8 @@ CONFIGS: Dict[str, Config] = {
         OTELPROF_SPAN_PROCESSOR,
         LAUNCH_ONLY,
         CALIBRATE,
+        WAKE_ONLY,
+        WALK_ONLY,
         OTELPROF_SAMPLER,
         OTELPROF_NO_SPANS,
         PYSPY,

@@ -13,7 +13,7 @@ import contextlib
 import os
 import runpy
 import sys
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -129,6 +129,38 @@ def _otelprof_span_processor(args: argparse.Namespace) -> Iterator[None]:
         TracerProvider.__init__ = original  # type: ignore[method-assign]
 
 
+def _ticker(work: Callable[[], object]) -> Callable[[argparse.Namespace], Any]:
+    # A daemon thread calling ``work`` at --rate Hz: what a Python sampler thread costs the
+    # application before it records anything (``work`` a no-op: the wake-ups alone).
+    @contextlib.contextmanager
+    def run(args: argparse.Namespace) -> Iterator[None]:
+        import threading
+
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(1.0 / args.rate):
+                work()
+
+        thread = threading.Thread(target=loop, name="bench-ticker", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    return run
+
+
+def _walk_all_frames() -> None:
+    # The stack walk's effect on the application: every frame of every thread materialised.
+    for top in sys._current_frames().values():
+        frame: Any = top
+        while frame is not None:
+            frame = frame.f_back
+
+
 @contextlib.contextmanager
 def _otelprof_sampler(args: argparse.Namespace) -> Iterator[None]:
     # The stack sampler alone, at the agent's (adaptive) rate: no spans, no export, no windows,
@@ -226,6 +258,8 @@ PEERS = {
     "otelprof-context-hook": _otelprof_context_hook,
     "otelprof-span-processor": _otelprof_span_processor,
     "launch-only": _launch_only,
+    "wake-only": _ticker(lambda: None),
+    "walk-only": _ticker(_walk_all_frames),
     "calibrate": _calibrate,
     "otelprof-sampler": _otelprof_sampler,
     "otelprof-no-spans": _otelprof_no_spans,
