@@ -109,24 +109,31 @@ def _otelprof_context_hook(args: argparse.Namespace) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _otelprof_span_processor(args: argparse.Namespace) -> Iterator[None]:
-    # The other half: the span processor (exact CPU per span), bound to each SDK provider made.
+def _on_each_provider(setup: Callable[[Any], object]) -> Iterator[None]:
+    # Calls ``setup`` on every SDK TracerProvider made meanwhile (the workload makes its own).
     from opentelemetry.sdk.trace import TracerProvider
 
-    from otelprof.spans import SpanAccounting, processor_for
-
-    accounting = SpanAccounting()
     original = TracerProvider.__init__
 
     def init(self: TracerProvider, *a: object, **kw: object) -> None:
         original(self, *a, **kw)  # type: ignore[arg-type]
-        processor_for(self).bind(accounting)
+        setup(self)
 
     TracerProvider.__init__ = init  # type: ignore[method-assign]
     try:
         yield
     finally:
         TracerProvider.__init__ = original  # type: ignore[method-assign]
+
+
+@contextlib.contextmanager
+def _otelprof_span_processor(args: argparse.Namespace) -> Iterator[None]:
+    # The other half: the span processor (exact CPU per span), bound to each SDK provider made.
+    from otelprof.spans import SpanAccounting, processor_for
+
+    accounting = SpanAccounting()
+    with _on_each_provider(lambda provider: processor_for(provider).bind(accounting)):
+        yield
 
 
 def _ticker(work: Callable[[], object]) -> Callable[[argparse.Namespace], Any]:
@@ -197,7 +204,7 @@ def _calibrate(args: argparse.Namespace) -> Iterator[None]:
     # A known cost, to check the instrument: a span processor that does fixed work at each span
     # start, on the request thread as the agent's span path does (about +1 % of the web
     # workload's instructions; OTELPROF_BENCH_BURN overrides the iterations).
-    from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+    from opentelemetry.sdk.trace import SpanProcessor
 
     iterations = int(os.environ.get("OTELPROF_BENCH_BURN", CALIBRATION_ITERATIONS))
 
@@ -205,17 +212,8 @@ def _calibrate(args: argparse.Namespace) -> Iterator[None]:
         def on_start(self, span: object, parent_context: object = None) -> None:
             _burn(iterations)
 
-    original = TracerProvider.__init__
-
-    def init(self: TracerProvider, *a: object, **kw: object) -> None:
-        original(self, *a, **kw)  # type: ignore[arg-type]
-        self.add_span_processor(Burner())
-
-    TracerProvider.__init__ = init  # type: ignore[method-assign]
-    try:
+    with _on_each_provider(lambda provider: provider.add_span_processor(Burner())):
         yield
-    finally:
-        TracerProvider.__init__ = original  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager
