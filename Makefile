@@ -1,5 +1,6 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
-# Each bootstraps its own virtualenv in .venv (re-installed when pyproject.toml changes).
+# Each bootstraps its own virtualenv in .venv (re-installed when pyproject.toml, setup.py or the C
+# extension's source changes).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -8,7 +9,7 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: venv assets chromium docs demo test lint typecheck unit otelcol bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py otelprof/_native.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'

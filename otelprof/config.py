@@ -84,6 +84,7 @@ class ProfilerConfig:
     whole_run: Optional[str] = None
     # Span correlation and the span attributes it adds (docs/correlation.md).
     span_attributes: bool = True
+    native_context: bool = True
     max_endpoints: int = 100
     max_task_names: int = 100
     pyroscope_profile_id: bool = False
@@ -134,7 +135,14 @@ _PATH_SETTINGS = frozenset(
     {"output_dir", "certificate_file", "client_key_file", "client_certificate_file"}
 )
 _FLAG_SETTINGS = frozenset(
-    {"insecure", "gc_profiling", "span_attributes", "pyroscope_profile_id", "adaptive_rate"}
+    {
+        "insecure",
+        "gc_profiling",
+        "span_attributes",
+        "native_context",
+        "pyroscope_profile_id",
+        "adaptive_rate",
+    }
 )
 
 
@@ -651,6 +659,7 @@ def _resolve_windows(
 
 _CORRELATION_FLAGS = (
     ("span_attributes", ev.OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES),
+    ("native_context", ev.OTEL_PYTHON_PROFILER_NATIVE_CONTEXT),
     ("pyroscope_profile_id", ev.OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID),
 )
 _CORRELATION_CAPS = (

@@ -212,6 +212,16 @@ Add profile summaries to the application's spans when they end: ``otelprof.cpu_t
 spans. ``true`` (default) or ``false``. Needs an OpenTelemetry SDK ``TracerProvider``.
 """
 
+OTEL_PYTHON_PROFILER_NATIVE_CONTEXT = "OTEL_PYTHON_PROFILER_NATIVE_CONTEXT"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_NATIVE_CONTEXT
+
+Read the span each thread is in from the thread's interpreter state, with the package's
+optional C extension (``otelprof._native``), so nothing runs on the application's threads when
+spans are made current. ``true`` (default; used where the extension was built, on CPython with
+a GIL) or ``false``: record it with a hook on OpenTelemetry's runtime context instead.
+"""
+
 OTEL_PYTHON_PROFILER_MAX_ENDPOINTS = "OTEL_PYTHON_PROFILER_MAX_ENDPOINTS"
 """
 .. envvar:: OTEL_PYTHON_PROFILER_MAX_ENDPOINTS

@@ -1,10 +1,12 @@
-"""Which span each thread and asyncio task is in: written on context changes, read by the sampler.
+"""Which span each thread and asyncio task is in, as the sampler sees it.
 
-The sampler thread cannot read another thread's contextvars, so each thread writes its own entry
-whenever its current OpenTelemetry context changes. That write is kept to a few dictionary
-operations: it stores the span object itself. Turning a span into a sample tag (its link, local
-root, attributes) happens on the sampler thread, once per span, and only for spans that a sample
-actually lands in: most short spans never meet a sample.
+Two ways to know it. Where the optional C extension is available (``thread_state``), the
+sampler reads each thread's current context straight from its interpreter state: nothing runs
+on the application's threads. Otherwise each thread writes its own entry whenever its current
+OpenTelemetry context changes (the context hook), kept to a few dictionary operations: it
+stores the span object itself. Either way, turning a span into a sample tag (its link, local
+root, attributes) happens on the sampler thread, once per span, and only for spans that a
+sample actually lands in: most short spans never meet a sample.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from opentelemetry.context.context import Context
 from otelprof.correlation.context_hook import SPAN_KEY, context_variable, current_context
 from otelprof.correlation.tags import BoundedNames, SpanTag, span_tag
 from otelprof.correlation.tasks import TaskSpans, current_task
+from otelprof.correlation.thread_state import ThreadContext
 from otelprof.model import SampleTag
 
 MAX_CACHED_TAGS = 20_000
@@ -42,6 +45,7 @@ class ActiveSpans:
         root_of: Optional[RootOf] = None,
         root_span_of: Optional[RootSpanOf] = None,
         on_new_span: Optional[Callable[[], None]] = None,
+        thread_context: Optional[ThreadContext] = None,
     ) -> None:
         self.link_to_root = link_to_root
         self.root_attribute = root_attribute
@@ -55,7 +59,20 @@ class ActiveSpans:
         # (tags hold their root span object, so the cache must not outlive the samples).
         self._tags: Dict[int, SpanTag] = {}
         self._old_tags: Dict[int, SpanTag] = {}
-        self.tasks = TaskSpans(self.tag_of_span, context_variable(), task_names)
+        variable = context_variable()
+        self.tasks = TaskSpans(self.tag_of_span, variable, task_names)
+        # Read each thread's context from its interpreter state (no hook needed), when there is
+        # a reader and the OpenTelemetry context lives in a ContextVar it can look into.
+        self._variable = variable
+        self._thread_context = thread_context if variable is not None else None
+        if self._thread_context is not None:
+            # A running task's context is its thread's current one: readable on any version.
+            self.tasks.read_context = True
+
+    @property
+    def reads_thread_state(self) -> bool:
+        """True: contexts are read from the threads' states; no context hook is needed."""
+        return self._thread_context is not None
 
     # -- written on the application's threads ---------------------------------------------------
 
@@ -97,6 +114,8 @@ class ActiveSpans:
 
     def tag(self, ident: int) -> Optional[SampleTag]:
         """The sampler's tagger: the tag of whatever runs on thread ``ident`` right now."""
+        if self._thread_context is not None:
+            return self._tag_from_thread_state(ident, self._thread_context)
         try:
             loop = self._loops.get(ident)
             if loop is not None:
@@ -107,6 +126,30 @@ class ActiveSpans:
                 # The loop is idle in its selector, or runs a plain callback, or has stopped.
             span = self._threads.get(ident)
             return self.tag_of_span(span) if span is not None else None
+        except Exception:  # an exception here would stop the sampler thread
+            return None
+
+    def _tag_from_thread_state(
+        self, ident: int, thread_context: ThreadContext
+    ) -> Optional[SampleTag]:
+        try:
+            span = None
+            context = thread_context(ident)
+            if context is not None:
+                otel = context.get(self._variable)  # type: ignore[arg-type]
+                if otel is not None:
+                    span = otel.get(SPAN_KEY)
+            if span is not None and self.on_new_span is not None:
+                self.on_new_span()
+            tag = self.tag_of_span(span) if span is not None else None
+            loop = self._loops.get(ident)
+            if loop is not None:
+                task = current_task(loop)
+                # While a task step runs, the thread's context is the task's own; between steps
+                # (the loop waiting in its selector) it is the thread's, and no task is current.
+                if task is not None and getattr(loop, "_thread_id", ident) == ident:
+                    return self.tasks.named(task, tag)
+            return tag
         except Exception:  # an exception here would stop the sampler thread
             return None
 

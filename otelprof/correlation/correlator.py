@@ -6,11 +6,14 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Callable, Hashable, Optional
 
+from opentelemetry.context import Context
+
 from otelprof._threads import live_thread_idents
 from otelprof.correlation import context_hook
 from otelprof.correlation.active import ActiveSpans
 from otelprof.correlation.endpoints import Endpoints
 from otelprof.correlation.tags import BoundedNames
+from otelprof.correlation.thread_state import native_thread_context
 from otelprof.model import SampleTag
 from otelprof.samplers.stack import StackSnapshot
 
@@ -25,9 +28,11 @@ PROVIDER_CHECK_SECONDS = 1.0
 class SpanCorrelator:
     """Ties samples to spans and spans back to their samples, for one profiler.
 
-    ``start()`` hooks OpenTelemetry's runtime context (and, before Python 3.12, task creation)
-    and attaches a span processor to the application's SDK ``TracerProvider`` (now, or as soon
-    as one shows up); ``tag``/``observe`` are the sampler's hooks; ``collect`` adds endpoints.
+    ``start()`` hooks asyncio's task creation (to learn which thread runs which loop) and, unless
+    each thread's context can be read from its interpreter state (``thread_state``), OpenTelemetry's
+    runtime context; it attaches a span processor to the application's SDK ``TracerProvider``
+    (now, or as soon as one shows up); ``tag``/``observe`` are the sampler's hooks; ``collect``
+    adds endpoints. ``native=False`` keeps the context hook even where the reader exists.
     """
 
     def __init__(
@@ -39,6 +44,7 @@ class SpanCorrelator:
         pyroscope_profile_id: bool = False,
         tracer_provider: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        native: bool = True,
     ) -> None:
         from otelprof.spans import SpanAccounting
 
@@ -56,9 +62,11 @@ class SpanCorrelator:
             root_of=self.accounting.root_of,
             root_span_of=self.accounting.live_root,
             on_new_span=self._on_new_span,
+            thread_context=native_thread_context() if native else None,
         )
         self._clock = clock
         self._tracer_provider = tracer_provider  # None: the global one, whenever it is set
+        self._started = False
         self._hook: Optional[context_hook.RecordingRuntimeContext] = None
         self._processor: Any = None
         self._next_provider_check = 0.0
@@ -70,6 +78,7 @@ class SpanCorrelator:
             max_endpoints=config.max_endpoints,
             max_task_names=config.max_task_names,
             pyroscope_profile_id=config.pyroscope_profile_id,
+            native=config.native_context,
         )
 
     @property
@@ -86,19 +95,26 @@ class SpanCorrelator:
 
     def start(self) -> None:
         """Install the hooks; a failure is logged and profiling goes on without spans."""
-        if self._hook is not None:
+        if self._started:
             return
+        self._started = True
         try:
-            self._hook = context_hook.install(self.active.record)
+            if not self.active.reads_thread_state:
+                self._hook = context_hook.install(self.active.record)
+                # The thread starting the profiler may already be inside a span.
+                self.active.record(context_hook.current_context())
             self.active.tasks.hook_task_creation(self.active.creator_span, self.active.saw_loop)
-            # The thread starting the profiler may already be inside a span.
-            self.active.record(context_hook.current_context())
-            self.install_span_processor()
+            if not self.install_span_processor() and self.active.reads_thread_state:
+                # The application sets its TracerProvider later (``otelprof run`` starts first).
+                # Until its first span, a hook only watches for it, so the processor is there
+                # for that request's child spans, as with the full hook; then it goes.
+                self._hook = context_hook.install(self._watch_for_first_span)
         except Exception:
             _logger.exception("otelprof: span correlation is off (could not install its hooks)")
             self.stop()
 
     def stop(self) -> None:
+        self._started = False
         try:
             hook, self._hook = self._hook, None
             if hook is not None:
@@ -137,14 +153,22 @@ class SpanCorrelator:
         processor.bind(self.accounting)
         self._processor = processor
         self.active.on_new_span = None
+        hook = self._hook
+        if hook is not None and self.active.reads_thread_state:
+            self._hook = None  # only watched for the provider: nothing left for it to do
+            context_hook.uninstall(hook)
         _logger.debug("otelprof: span processor attached to the application's TracerProvider")
         return True
+
+    def _watch_for_first_span(self, context: Context) -> None:
+        if context.get(context_hook.SPAN_KEY) is not None:
+            self._on_new_span()
 
     def _on_new_span(self) -> None:
         # A sampled span appeared while no processor is attached: the application may have set
         # its TracerProvider after the profiler started. Look again, at most once a second.
         now = self._clock()
-        if now < self._next_provider_check or self._hook is None:
+        if now < self._next_provider_check or not self._started:
             return
         self._next_provider_check = now + PROVIDER_CHECK_SECONDS
         try:
@@ -175,7 +199,7 @@ class SpanCorrelator:
         """Upkeep, then the endpoint of each sample's local root span added to its tag."""
         try:
             self.active.prune(live_thread_idents())
-            if self._processor is None and self._hook is not None:
+            if self._processor is None and self._started:
                 self.install_span_processor()
             return self.endpoints.rewrite(snapshot)
         except Exception:

@@ -76,7 +76,10 @@ class TaskSpans:
         else:
             entry = self._records.get(id(task))
             span = entry[1] if entry is not None else None
-        base = self._span_to_tag(span) if span is not None else None
+        return self.named(task, self._span_to_tag(span) if span is not None else None)
+
+    def named(self, task: asyncio.Task[Any], base: Optional[SampleTag]) -> Optional[SampleTag]:
+        """``base`` (the tag of the task's span, if any) with the task's name added."""
         names = self._names
         if names is None:
             return base

@@ -23,7 +23,10 @@ def _hooks_are_removed() -> Iterator[None]:
     assert asyncio.BaseEventLoop.create_task is create_task, "create_task left patched"
 
 
-@pytest.fixture
-def harness() -> Iterator[Harness]:
-    with Harness() as running:
+@pytest.fixture(params=["thread_state", "hook"])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """Each test runs twice: contexts read from the threads' states (the optional C extension,
+    what the agent uses where it is built) and recorded by the context hook (the fallback)."""
+    with Harness(native=request.param == "thread_state") as running:
+        assert running.correlator.active.reads_thread_state == (request.param == "thread_state")
         yield running

@@ -59,9 +59,13 @@ def test_a_failing_callback_never_reaches_the_application() -> None:
 
 
 def test_the_task_context_path_matches_the_python_version() -> None:
-    # 3.12+: read each task's own context; before: per-task records (and create_task's span).
-    with Harness() as harness:
+    # With the context hook, 3.12+ reads each task's own context; before, per-task records
+    # (and create_task's span). Read from the thread's state, a running task's context is its
+    # thread's on every version.
+    with Harness(native=False) as harness:
         assert harness.correlator.active.tasks.read_context == (sys.version_info >= (3, 12))
+    with Harness() as harness:
+        assert harness.correlator.active.tasks.read_context
 
 
 def test_a_provider_set_after_start_gets_the_span_processor(monkeypatch: Any) -> None:

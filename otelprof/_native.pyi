@@ -1,0 +1,3 @@
+from contextvars import Context
+
+def thread_context(ident: int, /) -> Context | None: ...
