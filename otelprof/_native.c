@@ -29,8 +29,12 @@ thread_context(PyObject *module, PyObject *arg)
     PyObject *context = NULL;
     for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
          ts = PyThreadState_Next(ts)) {
-        if (ts->thread_id == ident) {
-            context = ts->context; /* NULL until the thread first uses a context variable */
+        /* A thread's context is NULL until it first uses a context variable. The walk goes on
+           past such a match: on 3.10-3.11 the state made for a thread being started carries its
+           starter's ident (and no context) until the new thread runs, and sits ahead of the
+           starter's own in the list. */
+        if (ts->thread_id == ident && ts->context != NULL) {
+            context = ts->context;
             break;
         }
     }
