@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+import pathlib
 import sys
 import threading
 import types
@@ -179,19 +181,26 @@ def test_a_thread_born_between_ticks_is_charged_its_cpu_since_creation():
     assert sample.cpu_nanos > 0
 
 
-def move_between(arrived: threading.Event, release: threading.Event, step: list) -> None:
-    """Parks in first_stop, then (when told) in second_stop: a thread whose stack changes."""
+def move_between(arrived: threading.Event, release: threading.Event, pipe: int, moved) -> None:
+    """Blocks in first_stop (reading ``pipe``), then in second_stop: its stack changes."""
 
     def first_stop() -> None:
         arrived.set()
-        step[0].wait()
+        os.read(pipe, 1)
 
     def second_stop() -> None:
-        step[1].set()
+        moved.set()
         release.wait()
 
     first_stop()
     second_stop()
+
+
+def blocked_reading(thread: threading.Thread, fd: int) -> bool:
+    """The thread sleeps in a system call on ``fd`` (its read): unlike "it set an event", this
+    means it runs no more bytecode, so its CPU clock stands still until the read returns."""
+    fields = pathlib.Path(f"/proc/self/task/{thread.native_id}/syscall").read_text().split()
+    return len(fields) > 1 and fields[1] == hex(fd)
 
 
 def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again(monkeypatch):
@@ -205,15 +214,21 @@ def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again(monkeypat
 
     monkeypatch.setattr(stack_module, "_walk", counting_walk)
     sampler = StackSampler(interval_seconds=0.01)
-    step = [threading.Event(), threading.Event()]
-    with ParkedThread("mover", lambda a, r: move_between(a, r, step)):
-        for _ in range(3):  # blocked in first_stop: its CPU clock does not move
-            sampler.sample_once()
-        step[0].set()
-        assert step[1].wait(10)
-        wait_until(lambda: "second_stop" in _current_functions("mover"))
-        sampler.sample_once()  # it ran (used CPU) since the last tick: walked again
-        snapshot = sampler.drain()
+    read_end, write_end = os.pipe()
+    moved = threading.Event()
+    try:
+        with ParkedThread("mover", lambda a, r: move_between(a, r, read_end, moved)) as mover:
+            wait_until(lambda: blocked_reading(mover.thread, read_end))
+            for _ in range(3):  # blocked in first_stop: its CPU clock does not move
+                sampler.sample_once()
+            os.write(write_end, b"x")
+            assert moved.wait(10)
+            wait_until(lambda: "second_stop" in _current_functions("mover"))
+            sampler.sample_once()  # it ran (used CPU) since the last tick: walked again
+            snapshot = sampler.drain()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
     assert sum("first_stop" in names for names in walks) == 1
     assert sum("second_stop" in names for names in walks) == 1
     stacks = {}
