@@ -84,10 +84,12 @@ def _ddtrace(args: argparse.Namespace) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _otelprof_spans(args: argparse.Namespace) -> Iterator[None]:
-    # Span correlation alone: the context hook and the span processor, no sampler, no export.
+    # Span correlation alone: the context hook and the span processor, no sampler, no export
+    # (the agent's settings from the environment, e.g. OTEL_PYTHON_PROFILER_NATIVE=false).
+    from otelprof.config import resolve_config
     from otelprof.correlation import SpanCorrelator
 
-    correlator = SpanCorrelator()
+    correlator = SpanCorrelator.from_config(resolve_config())
     correlator.start()
     try:
         yield

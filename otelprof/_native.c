@@ -16,6 +16,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <structmember.h>
 
 #ifndef Py_GIL_DISABLED
 static PyObject *
@@ -46,6 +47,439 @@ thread_context(PyObject *module, PyObject *arg)
 }
 #endif
 
+/* SpanHooks: the span processor's on_start and _on_ending for the SDK's known span layout.
+ *
+ * They run on the application's request path, once per span, in threads that have run none of
+ * this before (a thread-per-request server makes every request a cold start): as Python they
+ * cost ~10 and ~13 us per span there, for a few us of work. This is the common case only (a
+ * span started and ended on one thread, outside an event loop, no hot-function summary due);
+ * every other case, and every error, goes to the Python code (otelprof.spans), which stays the
+ * reference: a state list is laid out as spans.py documents (_ROOT .. _PARENT). */
+
+enum { S_ROOT, S_THREAD, S_CPU_START, S_SAMPLED_CPU, S_SPAN, S_LEAF_WALL, S_PARENT, S_SIZE };
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *live;          /* dict: span id -> state list (shared with the Python side) */
+    PyObject *clock;         /* () -> this thread's CPU time, ns */
+    PyObject *running_loop;  /* asyncio._get_running_loop */
+    PyObject *bounded_type;  /* opentelemetry.attributes.BoundedAttributes */
+    PyObject *slow_end;      /* (span, state) -> None: everything the fast path leaves */
+    PyObject *write;         /* (span, attributes) -> None: a write it leaves */
+    PyObject *on_error;      /* (where) -> None: logs once */
+    PyObject *first_ending;  /* None, or called at the first _on_ending */
+    Py_ssize_t max_live;
+    int span_attributes;
+    int pyroscope;
+    int ending_seen;
+    Py_ssize_t untracked;
+    Py_ssize_t write_failures;
+} SpanHooks;
+
+static PyObject *str_context, *str_parent, *str_attributes, *str_dict, *str_maxlen,
+    *str_max_value_len, *str_lock, *str_acquire, *str_release, *str_cpu_key, *str_source_key,
+    *str_thread_clock;
+
+static int
+hooks_init(SpanHooks *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"live", "clock", "running_loop", "bounded_type", "slow_end", "write",
+                             "on_error", "max_live", "span_attributes", "pyroscope", NULL};
+    PyObject *live, *clock, *running_loop, *bounded_type, *slow_end, *write, *on_error;
+    Py_ssize_t max_live;
+    int span_attributes, pyroscope;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OOOOOOnpp:SpanHooks", kwlist, &PyDict_Type,
+                                     &live, &clock, &running_loop, &bounded_type, &slow_end,
+                                     &write, &on_error, &max_live, &span_attributes, &pyroscope)) {
+        return -1;
+    }
+    Py_XSETREF(self->live, Py_NewRef(live));
+    Py_XSETREF(self->clock, Py_NewRef(clock));
+    Py_XSETREF(self->running_loop, Py_NewRef(running_loop));
+    Py_XSETREF(self->bounded_type, Py_NewRef(bounded_type));
+    Py_XSETREF(self->slow_end, Py_NewRef(slow_end));
+    Py_XSETREF(self->write, Py_NewRef(write));
+    Py_XSETREF(self->on_error, Py_NewRef(on_error));
+    Py_XSETREF(self->first_ending, Py_NewRef(Py_None));
+    self->max_live = max_live;
+    self->span_attributes = span_attributes;
+    self->pyroscope = pyroscope;
+    return 0;
+}
+
+static int
+hooks_traverse(SpanHooks *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->live);
+    Py_VISIT(self->clock);
+    Py_VISIT(self->running_loop);
+    Py_VISIT(self->bounded_type);
+    Py_VISIT(self->slow_end);
+    Py_VISIT(self->write);
+    Py_VISIT(self->on_error);
+    Py_VISIT(self->first_ending);
+    return 0;
+}
+
+static int
+hooks_clear(SpanHooks *self)
+{
+    Py_CLEAR(self->live);
+    Py_CLEAR(self->clock);
+    Py_CLEAR(self->running_loop);
+    Py_CLEAR(self->bounded_type);
+    Py_CLEAR(self->slow_end);
+    Py_CLEAR(self->write);
+    Py_CLEAR(self->on_error);
+    Py_CLEAR(self->first_ending);
+    return 0;
+}
+
+static void
+hooks_dealloc(SpanHooks *self)
+{
+    PyObject_GC_UnTrack(self);
+    hooks_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* An error in a hook never reaches the SDK: it is cleared and reported (logged once), as the
+   Python hooks' `except Exception` does; KeyboardInterrupt and SystemExit go on up. */
+static PyObject *
+hooks_failed(SpanHooks *self, const char *where)
+{
+    if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) {
+        return NULL;
+    }
+    PyErr_Clear();
+    PyObject *name = PyUnicode_FromString(where);
+    if (name != NULL) {
+        PyObject *result = PyObject_CallOneArg(self->on_error, name);
+        Py_XDECREF(result);
+        Py_DECREF(name);
+    }
+    PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+/* The span's SpanContext (a tuple: trace id, span id, is_remote, trace flags, ...), or NULL. */
+static PyObject *
+span_context_of(PyObject *span, PyObject *name)
+{
+    PyObject *context = PyObject_GetAttr(span, name);
+    if (context != NULL && context != Py_None &&
+        (!PyTuple_Check(context) || PyTuple_GET_SIZE(context) < 4)) {
+        Py_DECREF(context);
+        PyErr_SetString(PyExc_TypeError, "not the SDK's SpanContext layout");
+        return NULL;
+    }
+    return context;
+}
+
+static PyObject *
+hooks_on_start(SpanHooks *self, PyObject *const *args, Py_ssize_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs < 1 || nargs + nkw > 2) {
+        PyErr_SetString(PyExc_TypeError, "on_start(span, parent_context=None)");
+        return NULL;
+    }
+    PyObject *span = args[0];
+    PyObject *context = NULL, *parent = NULL, *state = NULL, *span_id = NULL;
+    context = span_context_of(span, str_context);
+    if (context == NULL || context == Py_None) {
+        goto error;
+    }
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(context, 3));
+    if (flags == -1 && PyErr_Occurred()) {
+        goto error;
+    }
+    if (!(flags & 1)) {
+        goto done; /* not sampled */
+    }
+    if (PyDict_GET_SIZE(self->live) >= self->max_live) {
+        self->untracked++; /* spans that never end: stop tracking rather than grow */
+        goto done;
+    }
+    span_id = Py_NewRef(PyTuple_GET_ITEM(context, 1));
+    parent = span_context_of(span, str_parent);
+    if (parent == NULL) {
+        goto error;
+    }
+    state = PyList_New(S_SIZE);
+    if (state == NULL) {
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < S_SIZE; i++) {
+        PyList_SET_ITEM(state, i, Py_NewRef(Py_None));
+    }
+    int remote = parent != Py_None ? PyObject_IsTrue(PyTuple_GET_ITEM(parent, 2)) : 0;
+    if (remote < 0) {
+        goto error;
+    }
+    if (parent == Py_None || remote) {
+        PyList_SetItem(state, S_ROOT, Py_NewRef(span_id));
+        PyList_SetItem(state, S_SPAN, Py_NewRef(span));
+    }
+    else {
+        PyObject *parent_state = PyDict_GetItemWithError(self->live, PyTuple_GET_ITEM(parent, 1));
+        if (parent_state == NULL && PyErr_Occurred()) {
+            goto error;
+        }
+        if (parent_state != NULL) {
+            if (!PyList_Check(parent_state) || PyList_GET_SIZE(parent_state) != S_SIZE) {
+                PyErr_SetString(PyExc_TypeError, "not a span state");
+                goto error;
+            }
+            PyList_SetItem(state, S_ROOT, Py_NewRef(PyList_GET_ITEM(parent_state, S_ROOT)));
+            PyList_SetItem(state, S_PARENT, Py_NewRef(parent_state));
+        }
+    }
+    PyObject *no_thread = PyLong_FromLong(0), *no_start = PyLong_FromLong(-1);
+    if (no_thread == NULL || no_start == NULL) {
+        Py_XDECREF(no_thread);
+        Py_XDECREF(no_start);
+        goto error;
+    }
+    PyList_SetItem(state, S_THREAD, no_thread);
+    PyList_SetItem(state, S_CPU_START, no_start);
+    if (self->span_attributes) {
+        PyObject *loop = PyObject_CallNoArgs(self->running_loop);
+        if (loop == NULL) {
+            goto error;
+        }
+        if (loop == Py_None) {
+            Py_DECREF(loop);
+            PyObject *ident = PyLong_FromUnsignedLong(PyThread_get_thread_ident());
+            if (ident == NULL) {
+                goto error;
+            }
+            PyList_SetItem(state, S_THREAD, ident);
+            PyObject *now = PyObject_CallNoArgs(self->clock);
+            if (now == NULL) {
+                goto error;
+            }
+            PyList_SetItem(state, S_CPU_START, now);
+        }
+        else {
+            /* Other tasks run on this thread while the span waits: its estimate comes from
+               the samples taken in it. */
+            Py_DECREF(loop);
+            PyObject *sampled = PyLong_FromLong(0);
+            if (sampled == NULL) {
+                goto error;
+            }
+            PyList_SetItem(state, S_SAMPLED_CPU, sampled);
+        }
+    }
+    if (PyDict_SetItem(self->live, span_id, state) < 0) {
+        goto error;
+    }
+done:
+    Py_XDECREF(context);
+    Py_XDECREF(parent);
+    Py_XDECREF(state);
+    Py_XDECREF(span_id);
+    Py_RETURN_NONE;
+error:
+    Py_XDECREF(context);
+    Py_XDECREF(parent);
+    Py_XDECREF(state);
+    Py_XDECREF(span_id);
+    return hooks_failed(self, "on_start");
+}
+
+/* Writes {cpu, source} into the span's BoundedAttributes the way spans.set_ending_attributes
+   does (its _dict, under its _lock, the length limit respected); 0 when it left it to Python. */
+static int
+write_fast(SpanHooks *self, PyObject *span, PyObject *cpu)
+{
+    int done = 0;
+    PyObject *bounded = NULL, *store = NULL, *maxlen = NULL, *max_value_len = NULL, *lock = NULL;
+    bounded = PyObject_GetAttr(span, str_attributes);
+    if (bounded == NULL || (PyObject *)Py_TYPE(bounded) != self->bounded_type) {
+        goto out;
+    }
+    store = PyObject_GetAttr(bounded, str_dict);
+    maxlen = PyObject_GetAttr(bounded, str_maxlen);
+    max_value_len = PyObject_GetAttr(bounded, str_max_value_len);
+    lock = PyObject_GetAttr(bounded, str_lock);
+    if (store == NULL || maxlen == NULL || max_value_len == NULL || lock == NULL ||
+        !PyDict_CheckExact(store) || max_value_len != Py_None) {
+        goto out;
+    }
+    if (maxlen != Py_None) {
+        Py_ssize_t limit = PyLong_AsSsize_t(maxlen);
+        if (limit == -1 && PyErr_Occurred()) {
+            goto out;
+        }
+        if (PyDict_GET_SIZE(store) + 2 > limit) {
+            self->write_failures++; /* full: the application's own attributes stay */
+            done = 1;
+            goto out;
+        }
+    }
+    PyObject *acquired = PyObject_CallMethodNoArgs(lock, str_acquire);
+    if (acquired == NULL) {
+        goto out;
+    }
+    Py_DECREF(acquired);
+    int failed = PyDict_SetItem(store, str_cpu_key, cpu) < 0 ||
+                 PyDict_SetItem(store, str_source_key, str_thread_clock) < 0;
+    PyObject *released = PyObject_CallMethodNoArgs(lock, str_release);
+    Py_XDECREF(released);
+    done = !failed && released != NULL ? 1 : -1;
+out:
+    Py_XDECREF(bounded);
+    Py_XDECREF(store);
+    Py_XDECREF(maxlen);
+    Py_XDECREF(max_value_len);
+    Py_XDECREF(lock);
+    if (done == 0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_Exception)) {
+            PyErr_Clear(); /* not the SDK's container after all: Python writes it */
+        }
+        else {
+            done = -1;
+        }
+    }
+    return done;
+}
+
+static PyObject *
+hooks_on_ending(SpanHooks *self, PyObject *span)
+{
+    if (!self->ending_seen) {
+        self->ending_seen = 1;
+        if (self->first_ending != NULL && self->first_ending != Py_None) {
+            PyObject *first = self->first_ending; /* (NULL: the member was deleted) */
+            self->first_ending = Py_NewRef(Py_None);
+            PyObject *result = PyObject_CallNoArgs(first);
+            Py_DECREF(first);
+            if (result == NULL) {
+                return hooks_failed(self, "_on_ending");
+            }
+            Py_DECREF(result);
+        }
+    }
+    PyObject *context = span_context_of(span, str_context);
+    if (context == NULL || context == Py_None) {
+        Py_XDECREF(context);
+        return hooks_failed(self, "_on_ending");
+    }
+    PyObject *span_id = PyTuple_GET_ITEM(context, 1);
+    PyObject *state = PyDict_GetItemWithError(self->live, span_id);
+    if (state == NULL) {
+        Py_DECREF(context);
+        if (PyErr_Occurred()) {
+            return hooks_failed(self, "_on_ending");
+        }
+        Py_RETURN_NONE; /* not sampled, or started before the processor was attached */
+    }
+    Py_INCREF(state);
+    int removed = PyDict_DelItem(self->live, span_id);
+    Py_DECREF(context);
+    if (removed < 0 || !PyList_Check(state) || PyList_GET_SIZE(state) != S_SIZE) {
+        Py_DECREF(state);
+        return hooks_failed(self, "_on_ending");
+    }
+    PyObject *parent = PyList_GET_ITEM(state, S_PARENT);
+    int leaf = PyObject_IsTrue(PyList_GET_ITEM(state, S_LEAF_WALL));
+    int root = PyList_GET_ITEM(state, S_SPAN) != Py_None;
+    if (leaf < 0) {
+        Py_DECREF(state);
+        return hooks_failed(self, "_on_ending");
+    }
+    if (PyList_GET_ITEM(state, S_SAMPLED_CPU) != Py_None ||
+        (root && (self->pyroscope || (leaf && self->span_attributes))) ||
+        (parent != Py_None &&
+         (!PyList_Check(parent) || PyList_GET_SIZE(parent) != S_SIZE ||
+          PyList_GET_ITEM(parent, S_SAMPLED_CPU) != Py_None))) {
+        /* asyncio estimates, hot functions, Pyroscope ids, a parent's estimate: Python's. */
+        PyObject *result = PyObject_CallFunctionObjArgs(self->slow_end, span, state, NULL);
+        Py_DECREF(state);
+        if (result == NULL) {
+            return hooks_failed(self, "_on_ending");
+        }
+        Py_DECREF(result);
+        Py_RETURN_NONE;
+    }
+    long long start = PyLong_AsLongLong(PyList_GET_ITEM(state, S_CPU_START));
+    unsigned long thread = PyLong_AsUnsignedLong(PyList_GET_ITEM(state, S_THREAD));
+    Py_DECREF(state);
+    if (PyErr_Occurred()) {
+        return hooks_failed(self, "_on_ending");
+    }
+    if (start < 0 || thread != PyThread_get_thread_ident()) {
+        Py_RETURN_NONE; /* ended on another thread: no single thread clock covers it */
+    }
+    PyObject *now = PyObject_CallNoArgs(self->clock);
+    if (now == NULL) {
+        return hooks_failed(self, "_on_ending");
+    }
+    long long end = PyLong_AsLongLong(now);
+    Py_DECREF(now);
+    if (end == -1 && PyErr_Occurred()) {
+        return hooks_failed(self, "_on_ending");
+    }
+    PyObject *cpu = PyLong_FromLongLong(end > start ? end - start : 0);
+    if (cpu == NULL) {
+        return hooks_failed(self, "_on_ending");
+    }
+    int written = write_fast(self, span, cpu);
+    if (written == 0) {
+        PyObject *attributes = PyDict_New();
+        PyObject *result = NULL;
+        if (attributes != NULL && PyDict_SetItem(attributes, str_cpu_key, cpu) == 0 &&
+            PyDict_SetItem(attributes, str_source_key, str_thread_clock) == 0) {
+            result = PyObject_CallFunctionObjArgs(self->write, span, attributes, NULL);
+        }
+        Py_XDECREF(attributes);
+        written = result != NULL ? 1 : -1;
+        Py_XDECREF(result);
+    }
+    Py_DECREF(cpu);
+    if (written < 0) {
+        return hooks_failed(self, "_on_ending");
+    }
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef hooks_methods[] = {
+    {"on_start", (PyCFunction)(void (*)(void))hooks_on_start, METH_FASTCALL | METH_KEYWORDS,
+     "SpanProcessor.on_start(span, parent_context=None)"},
+    {"on_ending", (PyCFunction)hooks_on_ending, METH_O, "SpanProcessor._on_ending(span)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef hooks_members[] = {
+    {"first_ending", T_OBJECT_EX, offsetof(SpanHooks, first_ending), 0,
+     "Called (once) at the first _on_ending; None: nothing to call."},
+    {"ending_seen", T_INT, offsetof(SpanHooks, ending_seen), READONLY,
+     "Whether the SDK called _on_ending at least once."},
+    {"untracked", T_PYSSIZET, offsetof(SpanHooks, untracked), READONLY,
+     "Spans not tracked because too many were live."},
+    {"write_failures", T_PYSSIZET, offsetof(SpanHooks, write_failures), READONLY,
+     "Spans whose attribute container was full."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SpanHooksType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "otelprof._native.SpanHooks",
+    .tp_basicsize = sizeof(SpanHooks),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The span processor's per-span hooks for the common case (see spans.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)hooks_init,
+    .tp_dealloc = (destructor)hooks_dealloc,
+    .tp_traverse = (traverseproc)hooks_traverse,
+    .tp_clear = (inquiry)hooks_clear,
+    .tp_methods = hooks_methods,
+    .tp_members = hooks_members,
+};
+
 static PyMethodDef native_methods[] = {
 #ifndef Py_GIL_DISABLED
     {"thread_context", thread_context, METH_O,
@@ -64,8 +498,35 @@ static struct PyModuleDef native_module = {
     native_methods,
 };
 
+static PyObject **const interned[] = {
+    &str_context, &str_parent, &str_attributes, &str_dict, &str_maxlen, &str_max_value_len,
+    &str_lock, &str_acquire, &str_release, &str_cpu_key, &str_source_key, &str_thread_clock,
+};
+static const char *const interned_text[] = {
+    "_context", "_parent", "_attributes", "_dict", "maxlen", "max_value_len", "_lock",
+    "acquire", "release", "otelprof.cpu_time_ns", "otelprof.cpu_time.source", "thread_clock",
+};
+
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    return PyModule_Create(&native_module);
+    for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++) {
+        if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(interned_text[i])) == NULL) {
+            return NULL;
+        }
+    }
+    if (PyType_Ready(&SpanHooksType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&SpanHooksType);
+    if (PyModule_AddObject(module, "SpanHooks", (PyObject *)&SpanHooksType) < 0) {
+        Py_DECREF(&SpanHooksType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
 }

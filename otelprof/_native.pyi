@@ -1,3 +1,25 @@
 from contextvars import Context
+from typing import Any, Callable
 
 def thread_context(ident: int, /) -> Context | None: ...
+
+class SpanHooks:
+    first_ending: Callable[[], None] | None
+    ending_seen: int
+    untracked: int
+    write_failures: int
+    def __init__(
+        self,
+        live: dict[int, list[Any]],
+        clock: Callable[[], int],
+        running_loop: Callable[[], Any],
+        bounded_type: type,
+        slow_end: Callable[[Any, list[Any]], None],
+        write: Callable[[Any, dict[str, Any]], None],
+        on_error: Callable[[str], None],
+        max_live: int,
+        span_attributes: bool,
+        pyroscope: bool,
+    ) -> None: ...
+    def on_start(self, span: Any, parent_context: Any = None) -> None: ...
+    def on_ending(self, span: Any) -> None: ...

@@ -84,7 +84,7 @@ class ProfilerConfig:
     whole_run: Optional[str] = None
     # Span correlation and the span attributes it adds (docs/correlation.md).
     span_attributes: bool = True
-    native_context: bool = True
+    native: bool = True
     max_endpoints: int = 100
     max_task_names: int = 100
     pyroscope_profile_id: bool = False
@@ -139,7 +139,7 @@ _FLAG_SETTINGS = frozenset(
         "insecure",
         "gc_profiling",
         "span_attributes",
-        "native_context",
+        "native",
         "pyroscope_profile_id",
         "adaptive_rate",
     }
@@ -659,7 +659,7 @@ def _resolve_windows(
 
 _CORRELATION_FLAGS = (
     ("span_attributes", ev.OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES),
-    ("native_context", ev.OTEL_PYTHON_PROFILER_NATIVE_CONTEXT),
+    ("native", ev.OTEL_PYTHON_PROFILER_NATIVE),
     ("pyroscope_profile_id", ev.OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID),
 )
 _CORRELATION_CAPS = (

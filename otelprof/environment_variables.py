@@ -212,14 +212,15 @@ Add profile summaries to the application's spans when they end: ``otelprof.cpu_t
 spans. ``true`` (default) or ``false``. Needs an OpenTelemetry SDK ``TracerProvider``.
 """
 
-OTEL_PYTHON_PROFILER_NATIVE_CONTEXT = "OTEL_PYTHON_PROFILER_NATIVE_CONTEXT"
+OTEL_PYTHON_PROFILER_NATIVE = "OTEL_PYTHON_PROFILER_NATIVE"
 """
-.. envvar:: OTEL_PYTHON_PROFILER_NATIVE_CONTEXT
+.. envvar:: OTEL_PYTHON_PROFILER_NATIVE
 
-Read the span each thread is in from the thread's interpreter state, with the package's
-optional C extension (``otelprof._native``), so nothing runs on the application's threads when
-spans are made current. ``true`` (default; used where the extension was built, on CPython with
-a GIL) or ``false``: record it with a hook on OpenTelemetry's runtime context instead.
+Use the package's optional C extension (``otelprof._native``) where it was built (CPython with
+a GIL): the sampler reads the span each thread is in from the thread's interpreter state, so
+nothing of the agent runs when the application makes a span current, and the span processor's
+per-span bookkeeping runs as C. ``true`` (default) or ``false``: the pure-Python paths (a hook
+on OpenTelemetry's runtime context, the span processor in Python), as where it is not built.
 """
 
 OTEL_PYTHON_PROFILER_MAX_ENDPOINTS = "OTEL_PYTHON_PROFILER_MAX_ENDPOINTS"

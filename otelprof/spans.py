@@ -175,8 +175,26 @@ def describe(code: CodeType) -> str:
     return f"{function_name(code)} ({short}:{code.co_firstlineno})"
 
 
+def _native_hooks() -> Optional[Callable[..., Any]]:
+    """``otelprof._native.SpanHooks`` where it can stand in for the Python hooks below: the
+    extension was built and the SDK's span layout is the one it reads."""
+    if not FAST_SPAN_ACCESS:
+        return None
+    try:
+        from otelprof._native import SpanHooks
+    except ImportError:
+        return None
+    return SpanHooks
+
+
 class SpanAccounting:
-    """Live span bookkeeping shared by the span processor and the sampler's observer."""
+    """Live span bookkeeping shared by the span processor and the sampler's observer.
+
+    ``on_start`` and ``on_ending`` run on the application's request path, once per span. Where
+    the C extension is built they are its ``SpanHooks`` methods (``native=False``: never), which
+    do the common case (a span started and ended on one thread outside an event loop) and hand
+    everything else to ``_finish`` here; the Python methods below are the same logic, whole.
+    """
 
     def __init__(
         self,
@@ -184,16 +202,66 @@ class SpanAccounting:
         span_attributes: bool = True,
         pyroscope_profile_id: bool = False,
         thread_cpu_ns: Callable[[], int] = time.thread_time_ns,
+        native: bool = True,
     ) -> None:
         self.span_attributes = span_attributes
         self.pyroscope_profile_id = pyroscope_profile_id
         self._thread_cpu_ns = thread_cpu_ns
         self._live: Dict[int, List[Any]] = {}
         self._descriptions: Dict[CodeType, str] = {}
-        self.untracked = 0
-        self.write_failures = 0
+        self._untracked = 0
+        self._write_failures = 0
         self._ending_seen = False
-        self.on_first_ending: Optional[Callable[[], None]] = None
+        self._on_first_ending: Optional[Callable[[], None]] = None
+        hooks_type = _native_hooks() if native else None
+        self._hooks: Any = None
+        if hooks_type is not None:
+            self._hooks = hooks_type(
+                live=self._live,
+                clock=thread_cpu_ns,
+                running_loop=get_running_loop,
+                bounded_type=BoundedAttributes,
+                slow_end=self._finish,
+                write=self._write,
+                on_error=_log_once,
+                max_live=MAX_LIVE_SPANS,
+                span_attributes=span_attributes,
+                pyroscope=pyroscope_profile_id,
+            )
+            # What the span processor binds (instance attributes shadow the methods).
+            self.on_start = self._hooks.on_start  # type: ignore[method-assign]
+            self.on_ending = self._hooks.on_ending  # type: ignore[method-assign]
+
+    @property
+    def native(self) -> bool:
+        """True: ``on_start``/``on_ending`` are the C extension's."""
+        return self._hooks is not None
+
+    @property
+    def on_first_ending(self) -> Optional[Callable[[], None]]:
+        """Called once, at the first ``_on_ending`` (the processor learns the SDK calls it)."""
+        if self._hooks is not None:
+            first: Optional[Callable[[], None]] = self._hooks.first_ending
+            return first
+        return self._on_first_ending
+
+    @on_first_ending.setter
+    def on_first_ending(self, callback: Optional[Callable[[], None]]) -> None:
+        if self._hooks is not None:
+            self._hooks.first_ending = callback
+        else:
+            self._on_first_ending = callback
+
+    @property
+    def untracked(self) -> int:
+        """Spans not tracked because too many were live at once."""
+        return self._untracked + (self._hooks.untracked if self._hooks is not None else 0)
+
+    @property
+    def write_failures(self) -> int:
+        """Spans whose attributes could not be written (their container was full)."""
+        native = self._hooks.write_failures if self._hooks is not None else 0
+        return self._write_failures + native
 
     # -- span lifecycle (application threads) ---------------------------------------------------
 
@@ -205,7 +273,7 @@ class SpanAccounting:
                 return
             live = self._live
             if len(live) >= MAX_LIVE_SPANS:
-                self.untracked += 1  # spans that never end: stop tracking rather than grow
+                self._untracked += 1  # spans that never end: stop tracking rather than grow
                 return
             span_id: int = _span_id(span_context)
             parent = _parent_of(span)
@@ -233,28 +301,42 @@ class SpanAccounting:
         """``SpanProcessor._on_ending``: the span can still get attributes."""
         if not self._ending_seen:
             self._ending_seen = True
-            if self.on_first_ending is not None:
-                self.on_first_ending()
+            if self._on_first_ending is not None:
+                self._on_first_ending()
         try:
             attributes = self._end(span)
-            if attributes and not set_ending_attributes(span, attributes):
-                self.write_failures += 1
+            if attributes:
+                self._write(span, attributes)
         except Exception:
             _log_once("_on_ending")
 
     def on_end(self, span: Any) -> None:
         """``SpanProcessor.on_end``: bookkeeping only, for an SDK without ``_on_ending``."""
-        if not self._ending_seen:
+        seen = self._hooks.ending_seen if self._hooks is not None else self._ending_seen
+        if not seen:
             try:
                 self._end(span)
             except Exception:
                 _log_once("on_end")
 
-    def _end(self, span: Any) -> Optional[Dict[str, AttributeValue]]:
+    def _finish(self, span: Any, state: List[Any]) -> None:
+        """What the C hooks leave to Python: a span's end from its (already removed) state."""
+        attributes = self._end(span, state)
+        if attributes:
+            self._write(span, attributes)
+
+    def _write(self, span: Any, attributes: Dict[str, AttributeValue]) -> None:
+        if not set_ending_attributes(span, attributes):
+            self._write_failures += 1
+
+    def _end(
+        self, span: Any, state: Optional[List[Any]] = None
+    ) -> Optional[Dict[str, AttributeValue]]:
         """Forget a span that ends; the attributes it gets, if any."""
-        state = self._live.pop(_span_id(_context_of(span)), None)
         if state is None:
-            return None  # not sampled, or started before the processor was attached
+            state = self._live.pop(_span_id(_context_of(span)), None)
+            if state is None:
+                return None  # not sampled, or started before the processor was attached
         cpu = state[_SAMPLED_CPU]
         if cpu is not None:
             source = "sampled"

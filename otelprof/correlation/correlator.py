@@ -32,7 +32,7 @@ class SpanCorrelator:
     each thread's context can be read from its interpreter state (``thread_state``), OpenTelemetry's
     runtime context; it attaches a span processor to the application's SDK ``TracerProvider``
     (now, or as soon as one shows up); ``tag``/``observe`` are the sampler's hooks; ``collect``
-    adds endpoints. ``native=False`` keeps the context hook even where the reader exists.
+    adds endpoints. ``native=False``: the pure-Python paths even where the C extension exists.
     """
 
     def __init__(
@@ -45,6 +45,7 @@ class SpanCorrelator:
         tracer_provider: Any = None,
         clock: Callable[[], float] = time.monotonic,
         native: bool = True,
+        thread_cpu_ns: Callable[[], int] = time.thread_time_ns,
     ) -> None:
         from otelprof.spans import SpanAccounting
 
@@ -52,6 +53,8 @@ class SpanCorrelator:
         self.accounting = SpanAccounting(
             span_attributes=span_attributes,
             pyroscope_profile_id=pyroscope_profile_id,
+            thread_cpu_ns=thread_cpu_ns,
+            native=native,
         )
         # Pyroscope joins a root span to samples by their link's span id (pyroscope.profile.id):
         # then samples link to their local root, and a per-request attribute would split series.
@@ -78,7 +81,7 @@ class SpanCorrelator:
             max_endpoints=config.max_endpoints,
             max_task_names=config.max_task_names,
             pyroscope_profile_id=config.pyroscope_profile_id,
-            native=config.native_context,
+            native=config.native,
         )
 
     @property

@@ -15,7 +15,7 @@ from otelprof.export.memory import InMemoryProfileExporter
 def test_defaults() -> None:
     config = resolve_config({})
     assert config.span_attributes is True
-    assert config.native_context is True
+    assert config.native is True
     assert config.max_endpoints == 100
     assert config.max_task_names == 100
     assert config.pyroscope_profile_id is False
@@ -28,11 +28,11 @@ def test_from_the_environment() -> None:
             "OTEL_PYTHON_PROFILER_MAX_ENDPOINTS": "0",
             "OTEL_PYTHON_PROFILER_MAX_TASK_NAMES": "7",
             "OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID": "TRUE",
-            "OTEL_PYTHON_PROFILER_NATIVE_CONTEXT": "false",
+            "OTEL_PYTHON_PROFILER_NATIVE": "false",
         }
     )
     assert (config.span_attributes, config.max_endpoints) == (False, 0)
-    assert config.native_context is False
+    assert config.native is False
     assert (config.max_task_names, config.pyroscope_profile_id) == (7, True)
 
 
@@ -43,7 +43,7 @@ def test_from_the_environment() -> None:
         ("OTEL_PYTHON_PROFILER_MAX_ENDPOINTS", "-1"),
         ("OTEL_PYTHON_PROFILER_MAX_TASK_NAMES", "10001"),
         ("OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES", "maybe"),
-        ("OTEL_PYTHON_PROFILER_NATIVE_CONTEXT", "sometimes"),
+        ("OTEL_PYTHON_PROFILER_NATIVE", "sometimes"),
     ],
 )
 def test_a_bad_environment_value_logs_and_keeps_the_default(
@@ -62,7 +62,7 @@ def test_a_bad_environment_value_logs_and_keeps_the_default(
         ("max_task_names", 2.5, "max_task_names must be a whole number"),
         ("span_attributes", "yes", "span_attributes must be true or false"),
         ("pyroscope_profile_id", 1, "pyroscope_profile_id must be true or false"),
-        ("native_context", "no", "native_context must be true or false"),
+        ("native", "no", "native must be true or false"),
     ],
 )
 def test_a_bad_explicit_value_raises(key: str, value: Any, message: str) -> None:
@@ -85,6 +85,6 @@ def test_the_profiler_wires_its_settings_into_the_correlator() -> None:
     assert correlator.accounting.pyroscope_profile_id
     assert correlator.active.reads_thread_state  # the default, where the extension is built
     assert not Profiler(
-        exporter=InMemoryProfileExporter(), native_context=False
+        exporter=InMemoryProfileExporter(), native=False
     ).correlation.active.reads_thread_state
     assert profiler.sampler.tagger == correlator.tag

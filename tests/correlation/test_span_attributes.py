@@ -58,10 +58,11 @@ def test_a_synchronous_span_gets_its_exact_thread_cpu(harness: Harness) -> None:
     assert span.attributes[CPU_TIME_SOURCE_ATTRIBUTE] == "thread_clock"
 
 
-def test_cpu_is_read_from_the_thread_clock_at_start_and_end() -> None:
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_is_read_from_the_thread_clock_at_start_and_end(native: bool) -> None:
     readings = iter([1_000, 4_500])
-    harness = Harness()
-    harness.correlator.accounting._thread_cpu_ns = lambda: next(readings)
+    harness = Harness(native=native, thread_cpu_ns=lambda: next(readings))
+    assert harness.correlator.accounting.native == native
     with harness:
         with harness.tracer.start_as_current_span("clocked"):
             pass
@@ -222,25 +223,37 @@ def test_once_the_sdk_calls_on_ending_on_end_costs_no_python_call() -> None:
     assert "on_end" not in vars(processor) and accounting.on_first_ending is None
 
 
-def test_span_bookkeeping_makes_no_python_call_into_the_sdk() -> None:
+@pytest.mark.parametrize("native", [True, False])
+def test_span_bookkeeping_makes_no_python_call_into_the_sdk(native: bool) -> None:
     # The span's ids are read with C getters (the SDK's layout is checked at import): through
-    # the public API each read is a Python call, several per span on every request.
+    # the public API each read is a Python call, several per span on every request. The C
+    # extension's hooks make no Python call at all in this, the common case.
     assert spans_module.FAST_SPAN_ACCESS
     provider = TracerProvider()
-    accounting = SpanAccounting()
+    accounting = SpanAccounting(native=native)
+    assert accounting.native == native
     tracer = provider.get_tracer("t")
     root = tracer.start_span("root")
     child = tracer.start_span("child", context=trace.set_span_in_context(root))
     for span in (root, child):
-        assert python_calls(accounting.on_start, span) == ["otelprof.spans:on_start"]
+        expected = [] if native else ["otelprof.spans:on_start"]
+        assert python_calls(accounting.on_start, span) == expected
+    assert accounting.root_of(child.get_span_context().span_id) == root.get_span_context().span_id
     for span in (child, root):
         span._end_time = 1  # as the SDK's end() leaves it before calling _on_ending
-        assert python_calls(accounting.on_ending, span) == [
-            "otelprof.spans:on_ending",
-            "otelprof.spans:_end",
-            "otelprof.spans:set_ending_attributes",
-        ]
+        expected = (
+            []
+            if native
+            else [
+                "otelprof.spans:on_ending",
+                "otelprof.spans:_end",
+                "otelprof.spans:_write",
+                "otelprof.spans:set_ending_attributes",
+            ]
+        )
+        assert python_calls(accounting.on_ending, span) == expected
         assert span.attributes[CPU_TIME_SOURCE_ATTRIBUTE] == "thread_clock"
+        assert span.attributes[CPU_TIME_ATTRIBUTE] >= 0
     assert accounting.live_root(root.get_span_context().span_id) is None
 
 
@@ -253,7 +266,9 @@ def test_through_the_public_span_api_the_bookkeeping_is_the_same(
         ("_context_of", "_parent_of", "_span_id", "_is_remote", "_flags"), getters
     ):
         monkeypatch.setattr(spans_module, name, getter)
+    monkeypatch.setattr(spans_module, "FAST_SPAN_ACCESS", False)  # (the C hooks need it)
     with Harness() as harness:
+        assert not harness.correlator.accounting.native
         with harness.tracer.start_as_current_span("root") as root:
             root_id = root.get_span_context().span_id
             with harness.tracer.start_as_current_span("child") as child:
