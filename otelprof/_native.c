@@ -327,8 +327,19 @@ write_fast(SpanHooks *self, PyObject *span, PyObject *cpu)
     Py_DECREF(acquired);
     int failed = PyDict_SetItem(store, str_cpu_key, cpu) < 0 ||
                  PyDict_SetItem(store, str_source_key, str_thread_clock) < 0;
+    /* The lock is released whatever happened; Python must not be called with an error set. */
+    PyObject *type = NULL, *value = NULL, *traceback = NULL;
+    if (failed) {
+        PyErr_Fetch(&type, &value, &traceback);
+    }
     PyObject *released = PyObject_CallMethodNoArgs(lock, str_release);
     Py_XDECREF(released);
+    if (failed) {
+        if (released == NULL) {
+            PyErr_Clear();
+        }
+        PyErr_Restore(type, value, traceback);
+    }
     done = !failed && released != NULL ? 1 : -1;
 out:
     Py_XDECREF(bounded);
