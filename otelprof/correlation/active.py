@@ -63,7 +63,6 @@ class ActiveSpans:
         self.tasks = TaskSpans(self.tag_of_span, variable, task_names)
         # Read each thread's context from its interpreter state (no hook needed), when there is
         # a reader and the OpenTelemetry context lives in a ContextVar it can look into.
-        self._variable = variable
         self._thread_context = thread_context if variable is not None else None
         if self._thread_context is not None:
             # A running task's context is its thread's current one: readable on any version.
@@ -133,12 +132,8 @@ class ActiveSpans:
         self, ident: int, thread_context: ThreadContext
     ) -> Optional[SampleTag]:
         try:
-            span = None
             context = thread_context(ident)
-            if context is not None:
-                otel = context.get(self._variable)  # type: ignore[arg-type]
-                if otel is not None:
-                    span = otel.get(SPAN_KEY)
+            span = self.tasks.span_of_context(context) if context is not None else None
             if span is not None and self.on_new_span is not None:
                 self.on_new_span()
             tag = self.tag_of_span(span) if span is not None else None
