@@ -54,7 +54,10 @@ thread_context(PyObject *module, PyObject *arg)
  * cost ~10 and ~13 us per span there, for a few us of work. This is the common case only (a
  * span started and ended on one thread, outside an event loop, no hot-function summary due);
  * every other case, and every error, goes to the Python code (otelprof.spans), which stays the
- * reference: a state list is laid out as spans.py documents (_ROOT .. _PARENT). */
+ * reference: a state list is laid out as spans.py documents (_ROOT .. _PARENT). Like the
+ * reader, it relies on the GIL (borrowed references, unlocked list updates): free-threaded
+ * builds get the Python hooks. */
+#ifndef Py_GIL_DISABLED
 
 enum { S_ROOT, S_THREAD, S_CPU_START, S_SAMPLED_CPU, S_SPAN, S_LEAF_WALL, S_PARENT, S_SIZE };
 
@@ -490,6 +493,7 @@ static PyTypeObject SpanHooksType = {
     .tp_methods = hooks_methods,
     .tp_members = hooks_members,
 };
+#endif
 
 static PyMethodDef native_methods[] = {
 #ifndef Py_GIL_DISABLED
@@ -509,6 +513,7 @@ static struct PyModuleDef native_module = {
     native_methods,
 };
 
+#ifndef Py_GIL_DISABLED
 static PyObject **const interned[] = {
     &str_context, &str_parent, &str_attributes, &str_dict, &str_maxlen, &str_max_value_len,
     &str_lock, &str_acquire, &str_release, &str_cpu_key, &str_source_key, &str_thread_clock,
@@ -517,20 +522,25 @@ static const char *const interned_text[] = {
     "_context", "_parent", "_attributes", "_dict", "maxlen", "max_value_len", "_lock",
     "acquire", "release", "otelprof.cpu_time_ns", "otelprof.cpu_time.source", "thread_clock",
 };
+#endif
 
 PyMODINIT_FUNC
 PyInit__native(void)
 {
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL) {
+        return NULL;
+    }
+#ifndef Py_GIL_DISABLED
     for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++) {
-        if (*interned[i] == NULL && (*interned[i] = PyUnicode_InternFromString(interned_text[i])) == NULL) {
+        if (*interned[i] == NULL &&
+            (*interned[i] = PyUnicode_InternFromString(interned_text[i])) == NULL) {
+            Py_DECREF(module);
             return NULL;
         }
     }
     if (PyType_Ready(&SpanHooksType) < 0) {
-        return NULL;
-    }
-    PyObject *module = PyModule_Create(&native_module);
-    if (module == NULL) {
+        Py_DECREF(module);
         return NULL;
     }
     Py_INCREF(&SpanHooksType);
@@ -539,5 +549,6 @@ PyInit__native(void)
         Py_DECREF(module);
         return NULL;
     }
+#endif
     return module;
 }
