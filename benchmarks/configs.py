@@ -221,6 +221,10 @@ OTELPROF_SPAN_PROCESSOR = _part(
 OTELPROF_NO_SPANS = _part(
     "otelprof-no-spans", "otelprof at its defaults with span correlation removed after the start"
 )
+# Time in the garbage collector ([gc] frames) is measured through gc.callbacks: the agent's
+# callback alone, and a callback that does nothing (the cost of being called at all).
+OTELPROF_GC = _part("otelprof-gc", "otelprof's GC sampler alone (its gc.callbacks entry)")
+GC_CALLBACK = _part("gc-callback", "a gc.callbacks entry that does nothing")
 # The control for the parts: the same launcher and imports, nothing started.
 LAUNCH_ONLY = _part(
     "launch-only", "benchmarks/launch.py importing otelprof's correlation but starting nothing"
@@ -284,6 +288,8 @@ CONFIGS: Dict[str, Config] = {
         WALK_ONLY,
         OTELPROF_SAMPLER,
         OTELPROF_NO_SPANS,
+        OTELPROF_GC,
+        GC_CALLBACK,
         PYSPY,
         PYROSCOPE,
         PYINSTRUMENT,
@@ -311,6 +317,23 @@ def with_rate(name: str) -> Optional[Config]:
         name=name,
         description=f"{base.description}, sampling at {rate} Hz",
         env=lambda ctx: {**base_env(ctx), "OTEL_PYTHON_PROFILER_SAMPLING_RATE": rate},
+    )
+
+
+def with_settings(name: str) -> Optional[Config]:
+    """``CONFIG+NAME=VALUE[+NAME=VALUE...]``: a config with environment variables added, to
+    take the agent apart one setting at a time (``otelprof+OTEL_PYTHON_PROFILER_GC=false``)."""
+    base_name, *settings = name.split("+")
+    base = CONFIGS.get(base_name) or with_rate(base_name)
+    if base is None or not settings or not all("=" in item for item in settings):
+        return None
+    added = dict(item.split("=", 1) for item in settings)
+    base_env = base.env
+    return dataclasses.replace(
+        base,
+        name=name,
+        description=f"{base.description}, with {', '.join(settings)}",
+        env=lambda ctx: {**base_env(ctx), **added},
     )
 
 

@@ -13,7 +13,7 @@ import contextlib
 import os
 import runpy
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Dict, Iterator
 
 
 @contextlib.contextmanager
@@ -219,6 +219,34 @@ def _calibrate(args: argparse.Namespace) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _gc_callback(args: argparse.Namespace) -> Iterator[None]:
+    # A gc.callbacks entry that does nothing: what any callback costs the collections it sees.
+    import gc
+
+    def callback(phase: str, info: Dict[str, int]) -> None:
+        pass
+
+    gc.callbacks.append(callback)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(callback)
+
+
+@contextlib.contextmanager
+def _otelprof_gc(args: argparse.Namespace) -> Iterator[None]:
+    # The agent's GC sampler alone ([gc] frames): its gc.callbacks entry, nothing else.
+    from otelprof.samplers.gc import GCSampler
+
+    sampler = GCSampler()
+    sampler.start()
+    try:
+        yield
+    finally:
+        sampler.stop()
+
+
+@contextlib.contextmanager
 def _launch_only(args: argparse.Namespace) -> Iterator[None]:
     # What the in-process configs share (this launcher, runpy, otelprof's imports), nothing
     # started: their control, against bare.
@@ -258,6 +286,8 @@ PEERS = {
     "otelprof-context-hook": _otelprof_context_hook,
     "otelprof-span-processor": _otelprof_span_processor,
     "launch-only": _launch_only,
+    "gc-callback": _gc_callback,
+    "otelprof-gc": _otelprof_gc,
     "wake-only": _ticker(lambda: None),
     "walk-only": _ticker(_walk_all_frames),
     "calibrate": _calibrate,
