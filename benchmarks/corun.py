@@ -17,7 +17,10 @@ sides on one CPU, which they then share.
 Per pair: the CPU of each target process over its work phase (``getrusage`` in the workload,
 so interpreter start-up, imports and the final export at exit are left out), plus, for an
 out-of-process profiler (py-spy), that profiler's own CPU over the whole run; the ratio
-profiled / bare. Reported: the median ratio over pairs and its range, and the in-process
+profiled / bare. The two work phases start together: each run waits at a barrier after its
+start-up (a profiler's imports take longer), so the whole of both phases shares the machine.
+The same ratios for user and system CPU and for context switches say where a cost is paid.
+Reported: the median ratio over pairs and its range, and the in-process
 profiler threads' own share. Both runs share the two CPUs with their load generators, so the
 machine is oversubscribed while a pair runs: the absolute CPU figures are not those of a lone
 run, the ratio is what this measures.
@@ -29,6 +32,7 @@ import argparse
 import dataclasses
 import statistics
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
@@ -37,8 +41,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.capture_server import CaptureServer
-from benchmarks.configs import CONFIGS, Config, with_rate
-from benchmarks.harness import Workload, run_once
+from benchmarks.configs import CONFIGS, Config, with_rate, with_settings
+from benchmarks.harness import BARRIER_ENV, Workload, run_once
 
 WORKLOADS = {
     "web_service": lambda scale, clients: Workload(
@@ -57,7 +61,7 @@ WORKLOADS = {
 
 
 def _config(name: str) -> Config:
-    config = CONFIGS.get(name) or with_rate(name)
+    config = CONFIGS.get(name) or with_rate(name) or with_settings(name)
     if config is None:
         raise SystemExit(f"corun: unknown config {name!r} (known: {', '.join(CONFIGS)})")
     return config
@@ -79,11 +83,23 @@ def run_side(
     capture: CaptureServer,
     out: Dict[str, float],
     cpus: Optional[Set[int]] = None,
+    barrier: Optional[Path] = None,
+    extra_env: Optional[Dict[str, str]] = None,
 ) -> None:
     """Run ``workload`` under ``config`` to the end; fill ``out`` with what it measured."""
+    env = dict(extra_env or {})
+    if barrier is not None:
+        env[BARRIER_ENV] = str(barrier)
     # No reaping of other children: the other side of the pair runs at the same time.
     run = run_once(
-        workload, pinned(config, cpus), "cpu", 0, capture, sys.executable, reap_orphans=False
+        workload,
+        pinned(config, cpus),
+        "cpu",
+        0,
+        capture,
+        sys.executable,
+        base_env=env,
+        reap_orphans=False,
     )
     if not run.ok:
         raise RuntimeError(f"{config.name} failed: {run.error}")
@@ -91,33 +107,58 @@ def run_side(
     external = run.external_cpu if config.out_of_process else 0.0
     out["cpu"] = run.work_cpu + external
     out["profiler"] = run.profiler_cpu
+    out["user"] = run.work_parts["user"]
+    out["system"] = run.work_parts["system"]
+    out["switches"] = run.work_parts["voluntary_switches"] + run.work_parts["involuntary_switches"]
+
+
+# Compared per pair besides the total: where an overhead is paid (the program's instructions in
+# user time, the kernel in system time) and how often its threads handed over the CPU.
+PARTS = ("user", "system", "switches")
 
 
 def run_pair(
-    workload: Workload, config: Config, capture: CaptureServer, cpus: Optional[Set[int]] = None
-) -> Tuple[float, float]:
-    """(profiled / bare CPU ratio, profiler's own CPU share) of one pair started together."""
+    workload: Workload,
+    config: Config,
+    capture: CaptureServer,
+    cpus: Optional[Set[int]] = None,
+    extra_env: Optional[Dict[str, str]] = None,
+) -> Tuple[float, float, Dict[str, float]]:
+    """(profiled / bare CPU ratio, profiler's own CPU share, profiled / bare ratio of each of
+    ``PARTS``) of one pair started together."""
     bare: Dict[str, float] = {}
     profiled: Dict[str, float] = {}
     errors: List[BaseException] = []
+    ended = threading.Event()
 
-    def side(cfg: Config, out: Dict[str, float]) -> None:
-        try:
-            run_side(workload, cfg, capture, out, cpus)
-        except BaseException as error:  # reported by the caller, after both ended
-            errors.append(error)
+    with tempfile.TemporaryDirectory(prefix="otelprof-corun-") as directory:
+        barrier = Path(directory)
 
-    threads = [
-        threading.Thread(target=side, args=(CONFIGS["bare"], bare)),
-        threading.Thread(target=side, args=(config, profiled)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        def side(cfg: Config, out: Dict[str, float]) -> None:
+            try:
+                run_side(workload, cfg, capture, out, cpus, barrier, extra_env)
+            except BaseException as error:  # reported by the caller, after both ended
+                errors.append(error)
+            finally:
+                ended.set()
+
+        threads = [
+            threading.Thread(target=side, args=(CONFIGS["bare"], bare)),
+            threading.Thread(target=side, args=(config, profiled)),
+        ]
+        for thread in threads:
+            thread.start()
+        # Both work phases start together, once both runs are ready (see _meet_at_barrier);
+        # a run that fails before it is ready ends the wait.
+        while len(list(barrier.glob("*.ready"))) < 2 and not ended.wait(0.001):
+            pass
+        (barrier / "go").touch()
+        for thread in threads:
+            thread.join()
     if errors:
         raise errors[0]
-    return profiled["cpu"] / bare["cpu"], profiled["profiler"] / profiled["cpu"]
+    parts = {part: profiled[part] / bare[part] if bare[part] else 1.0 for part in PARTS}
+    return profiled["cpu"] / bare["cpu"], profiled["profiler"] / profiled["cpu"], parts
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -134,7 +175,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="run both sides (and their children) on these CPUs only, e.g. 0: single-threaded"
         " work otherwise settles on one CPU each, and two CPUs of a shared machine differ",
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set in both runs of every pair (e.g. an OTEL_PYTHON_PROFILER_* setting, which the"
+        " bare run ignores); repeatable",
+    )
     args = parser.parse_args(argv)
+    extra_env = dict(item.split("=", 1) for item in args.env)
     cpus = {int(c) for c in args.pin.split(",")} if args.pin else None
     configs = [_config(name) for name in args.configs.split(",")]
     for config in configs:
@@ -142,30 +192,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if reason:
             raise SystemExit(f"corun: {config.name} not available: {reason}")
     lines = [
-        "| workload | config | pairs | CPU vs bare (median) | range | profiler's own CPU |",
-        "|---|---|---|---|---|---|",
+        "| workload | config | pairs | CPU vs bare (median) | range | profiler's own CPU |"
+        " user | system | context switches |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     with CaptureServer() as capture:
         for name in args.workloads.split(","):
             workload = WORKLOADS[name](args.scale, args.clients)
-            results: Dict[str, List[Tuple[float, float]]] = {c.name: [] for c in configs}
+            results: Dict[str, List[Tuple[float, float, Dict[str, float]]]] = {
+                c.name: [] for c in configs
+            }
             for number in range(args.pairs):  # configs round-robin, so drift hits all alike
                 for config in configs:
-                    ratio, share = run_pair(workload, config, capture, cpus)
-                    results[config.name].append((ratio, share))
+                    ratio, share, parts = run_pair(workload, config, capture, cpus, extra_env)
+                    results[config.name].append((ratio, share, parts))
                     print(
                         f"{name} {config.name} pair {number + 1}: {(ratio - 1) * 100:+.2f}%"
-                        f" (profiler threads {share * 100:.2f}%)",
+                        f" (profiler threads {share * 100:.2f}%; "
+                        + ", ".join(f"{p} {(parts[p] - 1) * 100:+.1f}%" for p in PARTS)
+                        + ")",
                         flush=True,
                     )
             for config in configs:
-                ratios = [r for r, _ in results[config.name]]
-                shares = [s for _, s in results[config.name]]
+                ratios = [r for r, _, _ in results[config.name]]
+                shares = [s for _, s, _ in results[config.name]]
+                medians = [
+                    statistics.median(parts[p] for _, _, parts in results[config.name])
+                    for p in PARTS
+                ]
                 lines.append(
                     f"| {name} | {config.name} | {len(ratios)} |"
                     f" {(statistics.median(ratios) - 1) * 100:+.2f}% |"
                     f" {(min(ratios) - 1) * 100:+.2f} .. {(max(ratios) - 1) * 100:+.2f} |"
                     f" {statistics.median(shares) * 100:.2f}% |"
+                    + "".join(f" {(m - 1) * 100:+.1f}% |" for m in medians)
                 )
     print("\n" + "\n".join(lines))
     return 0

@@ -27,7 +27,9 @@ from benchmarks import accuracy
 from benchmarks.capture_server import CaptureServer
 from benchmarks.configs import Config, RunContext
 
+# The names workloads/_common.py reads (the workloads run as scripts, not from this package).
 RESULT_ENV = "OTELPROF_BENCH_RESULT"
+BARRIER_ENV = "OTELPROF_BENCH_BARRIER"
 PR_SET_CHILD_SUBREAPER = 36
 WORKLOADS_DIR = Path(__file__).resolve().parent / "workloads"
 
@@ -59,6 +61,8 @@ class Run:
     cpu: float = 0.0  # whole run, every process except the load generator
     work_cpu: float = 0.0  # the target process during the work phase
     work_wall: float = 0.0
+    # user and system CPU seconds, voluntary and involuntary context switches of the work phase
+    work_parts: Dict[str, float] = field(default_factory=dict)
     profiler_cpu: float = 0.0  # in-process profiler threads + any out-of-process profiler
     external_cpu: float = 0.0  # processes other than the target (py-spy; `otelprof run`'s parent)
     elapsed: float = 0.0  # harness clock, start to exit
@@ -140,6 +144,7 @@ def _measure(
     run.cpu = total - children
     run.work_cpu = report["work_cpu_seconds"]
     run.work_wall = report["work_wall_seconds"]
+    run.work_parts = dict(report.get("work_parts", {}))
     own = report["process_cpu_seconds"] + children
     if total >= own or reap_orphans:
         run.external_cpu = max(0.0, total - own)

@@ -12,11 +12,30 @@ from typing import Any, Dict, Optional
 
 # The harness names the file each workload writes its measurements to.
 RESULT_ENV = "OTELPROF_BENCH_RESULT"
+# benchmarks/corun.py names a directory where the two runs of a pair meet before their work
+# phases: each writes a ``<pid>.ready`` file there and waits for a ``go`` file.
+BARRIER_ENV = "OTELPROF_BENCH_BARRIER"
+BARRIER_TIMEOUT_SECONDS = 300.0
 
 
 def _rusage_cpu(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def _rusage_parts() -> Dict[str, float]:
+    """This process's user and system CPU and its context switches, for telling apart where
+    an overhead is paid: in the program's own instructions (user), in the kernel (system), or
+    in threads handing the CPU (and the GIL) to each other (switches), in memory first touched
+    (page faults)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "user": usage.ru_utime,
+        "system": usage.ru_stime,
+        "voluntary_switches": usage.ru_nvcsw,
+        "involuntary_switches": usage.ru_nivcsw,
+        "page_faults": usage.ru_minflt + usage.ru_majflt,
+    }
 
 
 def task_cpu_seconds() -> Dict[int, float]:
@@ -50,15 +69,19 @@ class WorkPhase:
     """
 
     def __enter__(self) -> WorkPhase:
+        _meet_at_barrier()
         self._caller = threading.get_native_id()
         self._before = {t: c for t, c in task_cpu_seconds().items() if t != self._caller}
         self._cpu0 = _rusage_cpu(resource.RUSAGE_SELF)
+        self._parts0 = _rusage_parts()
         self._wall0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall_seconds = time.perf_counter() - self._wall0
         self.cpu_seconds = _rusage_cpu(resource.RUSAGE_SELF) - self._cpu0
+        parts = _rusage_parts()
+        self.parts = {name: parts[name] - self._parts0[name] for name in parts}
         after = task_cpu_seconds()
         names = {t.native_id: t.name for t in threading.enumerate()}
         self.background_by_thread: Dict[str, float] = {}
@@ -69,6 +92,27 @@ class WorkPhase:
                 self.background_by_thread[name] = self.background_by_thread.get(name, 0.0) + spent
         self.background_cpu_seconds = sum(self.background_by_thread.values())
         self.background_threads = len(self._before)
+
+
+def _meet_at_barrier() -> None:
+    """Under ``corun.py``: start the work phase together with the other run of the pair.
+
+    Without this the run with the longer start-up (a profiler's imports and threads) began its
+    work later, so the two work phases overlapped only in part and the machine each one saw
+    differed: one run had the other's start-up as its neighbour, the other ran its end alone.
+    (Polling: this is before the measured phase, and a file is all both sides can see.)
+    """
+    path = os.environ.get(BARRIER_ENV)
+    if not path:
+        return
+    with open(os.path.join(path, f"{os.getpid()}.ready"), "w"):
+        pass
+    go = os.path.join(path, "go")
+    deadline = time.monotonic() + BARRIER_TIMEOUT_SECONDS
+    while not os.path.exists(go):
+        if time.monotonic() > deadline:
+            sys.exit(f"benchmark: no start signal in {path} after {BARRIER_TIMEOUT_SECONDS:.0f} s")
+        time.sleep(0.001)
 
 
 def _comm(tid: int) -> str:
@@ -89,6 +133,7 @@ def report(
     result = {
         "work_cpu_seconds": phase.cpu_seconds,
         "work_wall_seconds": phase.wall_seconds,
+        "work_parts": phase.parts,
         "background_cpu_seconds": phase.background_cpu_seconds,
         "background_threads": phase.background_threads,
         "background_by_thread": phase.background_by_thread,

@@ -1,0 +1,71 @@
+"""The benchmark harness's pieces that decide what a co-scheduled pair compares."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.configs import RunContext, with_settings
+from benchmarks.harness import BARRIER_ENV
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks" / "workloads"))
+import _common  # the workloads import it as a sibling module, so do the same
+
+
+def _context(tmp_path: Path) -> RunContext:
+    return RunContext(sys.executable, ["workload.py"], tmp_path, "cpu", "run", None)
+
+
+def test_settings_are_added_to_a_config_and_its_rate(tmp_path: Path) -> None:
+    config = with_settings("otelprof@2+OTEL_PYTHON_PROFILER_GC=false+EXTRA=a=b")
+    assert config is not None
+    env = config.env(_context(tmp_path))
+    assert env["OTEL_PYTHON_PROFILER_SAMPLING_RATE"] == "2"
+    assert env["OTEL_PYTHON_PROFILER_GC"] == "false"
+    assert env["EXTRA"] == "a=b"  # only the first "=" separates name and value
+    assert config.name == "otelprof@2+OTEL_PYTHON_PROFILER_GC=false+EXTRA=a=b"
+
+
+@pytest.mark.parametrize("name", ["otelprof", "nosuch+A=b", "otelprof+A", "otelprof+"])
+def test_names_without_valid_settings_are_not_configs(name: str) -> None:
+    assert with_settings(name) is None
+
+
+def test_a_work_phase_waits_at_the_barrier_until_told_to_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(BARRIER_ENV, str(tmp_path))
+    assert _common.BARRIER_ENV == BARRIER_ENV  # the harness and the workloads agree on it
+    passed = threading.Event()
+
+    def phase() -> None:
+        _common._meet_at_barrier()
+        passed.set()
+
+    thread = threading.Thread(target=phase, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not list(tmp_path.glob("*.ready")):
+        assert time.monotonic() < deadline, "the work phase never said it was ready"
+        time.sleep(0.001)
+    assert not passed.is_set()  # ready, but still waiting
+    (tmp_path / "go").touch()
+    thread.join(30)
+    assert passed.is_set()
+
+
+def test_without_a_barrier_a_work_phase_starts_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(BARRIER_ENV, raising=False)
+    with _common.WorkPhase() as phase:
+        pass
+    assert set(phase.parts) == {
+        "user",
+        "system",
+        "voluntary_switches",
+        "involuntary_switches",
+        "page_faults",
+    }
