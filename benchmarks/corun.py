@@ -184,6 +184,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         " bare run ignores); repeatable",
     )
     args = parser.parse_args(argv)
+    bad = [item for item in args.env if "=" not in item]
+    if bad:
+        parser.error(f"--env takes NAME=VALUE, not {bad[0]!r}")
     extra_env = dict(item.split("=", 1) for item in args.env)
     cpus = {int(c) for c in args.pin.split(",")} if args.pin else None
     configs = [_config(name) for name in args.configs.split(",")]

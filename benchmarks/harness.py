@@ -61,7 +61,7 @@ class Run:
     cpu: float = 0.0  # whole run, every process except the load generator
     work_cpu: float = 0.0  # the target process during the work phase
     work_wall: float = 0.0
-    # user and system CPU seconds, voluntary and involuntary context switches of the work phase
+    # the work phase's user and system CPU seconds, context switches and page faults
     work_parts: Dict[str, float] = field(default_factory=dict)
     profiler_cpu: float = 0.0  # in-process profiler threads + any out-of-process profiler
     external_cpu: float = 0.0  # processes other than the target (py-spy; `otelprof run`'s parent)

@@ -24,10 +24,10 @@ def _rusage_cpu(who: int) -> float:
 
 
 def _rusage_parts() -> Dict[str, float]:
-    """This process's user and system CPU and its context switches, for telling apart where
-    an overhead is paid: in the program's own instructions (user), in the kernel (system), or
-    in threads handing the CPU (and the GIL) to each other (switches), in memory first touched
-    (page faults)."""
+    """This process's user and system CPU, context switches and page faults, for telling apart
+    where an overhead is paid: in the program's own instructions (user), in the kernel
+    (system), in threads handing the CPU (and the GIL) to each other (switches), or in memory
+    touched for the first time (page faults)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "user": usage.ru_utime,
