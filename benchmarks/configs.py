@@ -311,12 +311,8 @@ def with_rate(name: str) -> Optional[Config]:
         float(rate)
     except ValueError:
         return None
-    base_env = base.env
-    return dataclasses.replace(
-        base,
-        name=name,
-        description=f"{base.description}, sampling at {rate} Hz",
-        env=lambda ctx: {**base_env(ctx), "OTEL_PYTHON_PROFILER_SAMPLING_RATE": rate},
+    return _with_env(
+        base, name, f"sampling at {rate} Hz", {"OTEL_PYTHON_PROFILER_SAMPLING_RATE": rate}
     )
 
 
@@ -328,11 +324,16 @@ def with_settings(name: str) -> Optional[Config]:
     if base is None or not settings or not all("=" in item for item in settings):
         return None
     added = dict(item.split("=", 1) for item in settings)
+    return _with_env(base, name, f"with {', '.join(settings)}", added)
+
+
+def _with_env(base: Config, name: str, change: str, added: Dict[str, str]) -> Config:
+    """``base`` renamed, its description extended by ``change``, ``added`` in its environment."""
     base_env = base.env
     return dataclasses.replace(
         base,
         name=name,
-        description=f"{base.description}, with {', '.join(settings)}",
+        description=f"{base.description}, {change}",
         env=lambda ctx: {**base_env(ctx), **added},
     )
 
