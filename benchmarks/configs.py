@@ -235,6 +235,12 @@ CALIBRATE = _part(
     "calibrate", "a span processor doing fixed work at each span start (~1 % of a web request)"
 )
 
+# Its control: the same processor with no work (OTELPROF_BENCH_BURN=0), and one that reads the
+# thread CPU clock at each span start and end, as the agent's span processor does.
+THREAD_CLOCK = _part(
+    "thread-clock", "a span processor reading the thread CPU clock at span start and end"
+)
+
 
 # What any Python sampler thread costs the application at the agent's typical rate on the web
 # workload (25 Hz): waking up and taking the GIL (wake-only), and materialising every thread's
@@ -284,6 +290,7 @@ CONFIGS: Dict[str, Config] = {
         OTELPROF_SPAN_PROCESSOR,
         LAUNCH_ONLY,
         CALIBRATE,
+        THREAD_CLOCK,
         WAKE_ONLY,
         WALK_ONLY,
         OTELPROF_SAMPLER,

@@ -45,16 +45,18 @@ from benchmarks.configs import CONFIGS, Config, with_rate, with_settings
 from benchmarks.harness import BARRIER_ENV, Workload, run_once
 
 WORKLOADS = {
-    "web_service": lambda scale, clients: Workload(
-        "web_service", "web_service.py", ("--scale", scale, "--concurrency", clients)
+    "web_service": lambda scale, clients, rate: Workload(
+        "web_service",
+        "web_service.py",
+        ("--scale", scale, "--concurrency", clients, "--rate", rate),
     ),
     # The same service behind a production-style server: a fixed pool of threads, keep-alive.
-    "web_pool": lambda scale, clients: Workload(
+    "web_pool": lambda scale, clients, rate: Workload(
         "web_pool",
         "web_service.py",
-        ("--scale", scale, "--concurrency", clients, "--server", "waitress"),
+        ("--scale", scale, "--concurrency", clients, "--rate", rate, "--server", "waitress"),
     ),
-    "call_heavy": lambda scale, clients: Workload(
+    "call_heavy": lambda scale, clients, rate: Workload(
         "call_heavy", "call_heavy.py", ("--scale", scale)
     ),
 }
@@ -171,6 +173,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--clients", default="4", help="web workload: concurrent clients per run (default 4)"
     )
     parser.add_argument(
+        "--rate",
+        default="0",
+        help="web workload: requests per second per run, paced (a service with headroom, not"
+        " saturated; ~360/s fill one CPU here); 0 (default): as fast as served",
+    )
+    parser.add_argument(
         "--pin",
         help="run both sides (and their children) on these CPUs only, e.g. 0: single-threaded"
         " work otherwise settles on one CPU each, and two CPUs of a shared machine differ",
@@ -201,7 +209,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ]
     with CaptureServer() as capture:
         for name in args.workloads.split(","):
-            workload = WORKLOADS[name](args.scale, args.clients)
+            workload = WORKLOADS[name](args.scale, args.clients, args.rate)
             results: Dict[str, List[Tuple[float, float, Dict[str, float]]]] = {
                 c.name: [] for c in configs
             }

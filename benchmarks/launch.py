@@ -13,6 +13,7 @@ import contextlib
 import os
 import runpy
 import sys
+import time
 from typing import Any, Callable, Dict, Iterator
 
 
@@ -219,6 +220,23 @@ def _calibrate(args: argparse.Namespace) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _thread_clock(args: argparse.Namespace) -> Iterator[None]:
+    # What the span processor's exact CPU time costs by itself: one read of the thread CPU clock
+    # (a system call) at each span start and one at its end, nothing else.
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    class ClockReader(SpanProcessor):
+        def on_start(self, span: object, parent_context: object = None) -> None:
+            time.thread_time_ns()
+
+        def on_end(self, span: object) -> None:
+            time.thread_time_ns()
+
+    with _on_each_provider(lambda provider: provider.add_span_processor(ClockReader())):
+        yield
+
+
+@contextlib.contextmanager
 def _gc_callback(args: argparse.Namespace) -> Iterator[None]:
     # A gc.callbacks entry that does nothing: what any callback costs the collections it sees.
     import gc
@@ -291,6 +309,7 @@ PEERS = {
     "wake-only": _ticker(lambda: None),
     "walk-only": _ticker(_walk_all_frames),
     "calibrate": _calibrate,
+    "thread-clock": _thread_clock,
     "otelprof-sampler": _otelprof_sampler,
     "otelprof-no-spans": _otelprof_no_spans,
     "pyroscope": _pyroscope,

@@ -165,6 +165,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="requests per second (paced, the service has headroom); 0: as fast as served",
+    )
     parser.add_argument("--no-otel", action="store_true", help="serve without span creation")
     parser.add_argument(
         "--server",
@@ -196,6 +202,8 @@ def main() -> None:
                 str(requests),
                 "--concurrency",
                 str(args.concurrency),
+                "--rate",
+                str(args.rate),
             ],
             env=client_env,
             capture_output=True,
@@ -206,7 +214,7 @@ def main() -> None:
     database.conn.close()
     if done.returncode != 0:
         sys.exit(f"web_service: load generator failed: {done.stderr.strip()}")
-    report(phase, extra={"requests": requests, "traced": traced})
+    report(phase, extra={"requests": requests, "traced": traced, "rate": args.rate})
 
 
 if __name__ == "__main__":

@@ -69,3 +69,35 @@ def test_without_a_barrier_a_work_phase_starts_at_once(monkeypatch: pytest.Monke
         "involuntary_switches",
         "page_faults",
     }
+
+
+def test_paced_load_sends_each_request_when_it_is_due() -> None:
+    import loadgen
+
+    now = [100.0]
+    slept = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 6))
+        now[0] += seconds
+
+    schedule = loadgen._Schedule(rate=50.0, clients=2, clock=lambda: now[0], sleep=sleep)
+    schedule.wait_for(0)  # due at the start: no wait
+    schedule.wait_for(1)  # request 1 is due 1/50 s after the start
+    now[0] += 0.5  # a slow response: request 2 (due at +0.04 s) is late
+    schedule.wait_for(2)
+    assert slept == [0.02]  # a late request goes at once, with no burst of waiting
+
+
+def test_load_generator_rejects_a_negative_rate() -> None:
+    import subprocess
+
+    loadgen = Path(__file__).resolve().parents[2] / "benchmarks" / "workloads" / "loadgen.py"
+    done = subprocess.run(
+        [sys.executable, str(loadgen), "--port", "1", "--requests", "1", "--rate", "-5"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "--rate must be 0 (no pacing) or a positive number, not -5.0" in done.stderr
