@@ -47,6 +47,110 @@ thread_context(PyObject *module, PyObject *arg)
 }
 #endif
 
+/* walk_stack(frame, max_depth): a thread's stack as the sampler keys it, (key, codes).
+ *
+ * key is the flat tuple (id(code0), lasti0, id(code1), lasti1, ...), leaf first, ending in -1
+ * when the stack was deeper than max_depth; codes the code objects, leaf first. The same as
+ * the sampler's Python walk (otelprof.samplers.stack._walk), which stays the reference: on a
+ * busy server most of a tick is this walk, one attribute read and two list appends per frame
+ * in Python, several times the cost of the frame objects it has to create anyway.
+ *
+ * Safety: called with the GIL held, from the sampler's tick, where the cyclic GC is held off
+ * (otelprof._threads.gc_held_off): creating the caller's frame object (PyFrame_GetBack) then
+ * cannot run a collection, so no finalizer can release the GIL half-way. Only the public
+ * frame API is used; PyFrame_GetLasti exists from 3.11, so older versions use the Python walk.
+ */
+#if PY_VERSION_HEX >= 0x030B0000
+#define WALK_BUFFER 128
+
+static PyObject *
+walk_stack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "walk_stack(frame, max_depth) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *start = args[0];
+    if (start != Py_None && !PyFrame_Check(start)) {
+        PyErr_SetString(PyExc_TypeError, "walk_stack: frame must be a frame or None");
+        return NULL;
+    }
+    Py_ssize_t max_depth = PyLong_AsSsize_t(args[1]);
+    if (max_depth == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (max_depth < 0) {
+        PyErr_SetString(PyExc_ValueError, "walk_stack: max_depth must be >= 0");
+        return NULL;
+    }
+    PyCodeObject *buffer_codes[WALK_BUFFER];
+    int buffer_lasti[WALK_BUFFER];
+    PyCodeObject **codes = buffer_codes;
+    int *lasti = buffer_lasti;
+    if (max_depth > WALK_BUFFER) {
+        codes = PyMem_New(PyCodeObject *, max_depth);
+        lasti = PyMem_New(int, max_depth);
+        if (codes == NULL || lasti == NULL) {
+            PyMem_Free(codes);
+            PyMem_Free(lasti);
+            return PyErr_NoMemory();
+        }
+    }
+    PyObject *result = NULL, *key = NULL, *code_list = NULL;
+    Py_ssize_t depth = 0;
+    PyFrameObject *frame = start == Py_None ? NULL : (PyFrameObject *)Py_NewRef(start);
+    while (frame != NULL && depth < max_depth) {
+        codes[depth] = PyFrame_GetCode(frame); /* new reference */
+        lasti[depth] = PyFrame_GetLasti(frame);
+        depth++;
+        PyFrameObject *back = PyFrame_GetBack(frame); /* new reference, may create it */
+        Py_DECREF(frame);
+        frame = back;
+    }
+    int truncated = frame != NULL;
+    Py_XDECREF(frame);
+    key = PyTuple_New(2 * depth + truncated);
+    code_list = PyList_New(depth);
+    if (key == NULL || code_list == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        PyObject *id = PyLong_FromVoidPtr(codes[i]);
+        PyObject *offset = PyLong_FromLong(lasti[i]);
+        if (id == NULL || offset == NULL) {
+            Py_XDECREF(id);
+            Py_XDECREF(offset);
+            goto done;
+        }
+        PyTuple_SET_ITEM(key, 2 * i, id);
+        PyTuple_SET_ITEM(key, 2 * i + 1, offset);
+    }
+    if (truncated) {
+        PyObject *mark = PyLong_FromLong(-1);
+        if (mark == NULL) {
+            goto done;
+        }
+        PyTuple_SET_ITEM(key, 2 * depth, mark);
+    }
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        PyList_SET_ITEM(code_list, i, (PyObject *)codes[i]); /* the list takes the reference */
+        codes[i] = NULL;
+    }
+    result = PyTuple_Pack(2, key, code_list);
+done:
+    for (Py_ssize_t i = 0; i < depth; i++) {
+        Py_XDECREF(codes[i]);
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(code_list);
+    if (codes != buffer_codes) {
+        PyMem_Free(codes);
+        PyMem_Free(lasti);
+    }
+    return result;
+}
+#endif
+
 /* SpanHooks: the span processor's on_start and _on_ending for the SDK's known span layout.
  *
  * They run on the application's request path, once per span, in threads that have run none of
@@ -496,6 +600,12 @@ static PyTypeObject SpanHooksType = {
 #endif
 
 static PyMethodDef native_methods[] = {
+#if PY_VERSION_HEX >= 0x030B0000
+    {"walk_stack", (PyCFunction)(void (*)(void))walk_stack, METH_FASTCALL,
+     "walk_stack(frame, max_depth, /)\n--\n\n"
+     "A thread's stack as the sampler keys it: ((id(code), lasti, ..., [-1 if truncated]), "
+     "[code, ...]), leaf first."},
+#endif
 #ifndef Py_GIL_DISABLED
     {"thread_context", thread_context, METH_O,
      "thread_context(ident, /)\n--\n\n"

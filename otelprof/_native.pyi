@@ -1,7 +1,11 @@
 from contextvars import Context
+from types import CodeType, FrameType
 from typing import Any, Callable
 
 def thread_context(ident: int, /) -> Context | None: ...
+def walk_stack(
+    frame: FrameType | None, max_depth: int, /
+) -> tuple[tuple[int, ...], list[CodeType]]: ...
 
 class SpanHooks:
     first_ending: Callable[[], None] | None

@@ -84,6 +84,7 @@ class Profiler:
             max_depth=config.max_stack_depth,
             tagger=self.correlation.tag,
             observer=self.correlation.observe,
+            native=config.native,
         )
         self.windows = WindowManager(
             config,

@@ -111,8 +111,11 @@ class StackSampler:
         clock_ns: Callable[[], int] = time.monotonic_ns,
         unix_clock_ns: Callable[[], int] = time.time_ns,
         rate: Optional[RateController] = None,
+        native: bool = True,
     ) -> None:
         self.interval_seconds = interval_seconds
+        # The C walk where the extension has one (native=False: always the Python one).
+        self._walk = (_native_walk() if native else None) or _walk
         self.rate = rate  # None: a fixed interval
         self.max_depth = max_depth
         self.tagger = tagger
@@ -197,6 +200,7 @@ class StackSampler:
         tagger = self.tagger
         observer = self.observer
         max_depth = self.max_depth
+        walk = self._walk
         with self._lock:
             interval = self._interval
             interval.ticks += 1
@@ -222,7 +226,7 @@ class StackSampler:
                     # stack is the one walked then: idle threads, most of a server's, cost a
                     # clock read instead of a walk. (Exact, and no frame is kept between
                     # ticks: holding one would keep its locals alive past its return.)
-                    key, codes = _walk(frame, max_depth)
+                    key, codes = walk(frame, max_depth)
                     state.key, state.codes = key, codes
                 else:
                     codes = state.codes
@@ -268,7 +272,12 @@ class StackSampler:
         return StackSnapshot(interval.start_unix_nano, now_unix, tuple(samples), interval.ticks)
 
 
+Walk = Callable[[Optional[FrameType], int], Tuple[_StackKey, List[CodeType]]]
+
+
 def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[CodeType]]:
+    """A thread's stack key and code objects, leaf first (``otelprof._native.walk_stack`` is the
+    same in C, and this stays its reference)."""
     key: List[int] = []
     codes: List[CodeType] = []
     depth = 0
@@ -283,6 +292,16 @@ def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[C
         frame = frame.f_back
         depth += 1
     return tuple(key), codes
+
+
+def _native_walk() -> Optional[Walk]:
+    """The extension's walk, where it was built with one (CPython 3.11+ with a GIL)."""
+    try:
+        from otelprof._native import walk_stack
+    except ImportError:
+        return None
+    walk: Walk = walk_stack
+    return walk
 
 
 def _new_thread_state(thread: Optional[threading.Thread]) -> _ThreadState:

@@ -9,6 +9,8 @@ import sys
 import threading
 import types
 
+import pytest
+
 from otelprof._threads import start_agent_thread
 from otelprof.model import TRUNCATED_FRAME
 from otelprof.samplers import stack as stack_module
@@ -203,17 +205,17 @@ def blocked_reading(thread: threading.Thread, fd: int) -> bool:
     return len(fields) > 1 and fields[1] == hex(fd)
 
 
-def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again(monkeypatch):
+def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again():
     walks = []
-    real_walk = stack_module._walk
+    sampler = StackSampler(interval_seconds=0.01)
+    real_walk = sampler._walk
 
     def counting_walk(frame, max_depth):
         key, codes = real_walk(frame, max_depth)
         walks.append([code.co_name for code in codes])
         return key, codes
 
-    monkeypatch.setattr(stack_module, "_walk", counting_walk)
-    sampler = StackSampler(interval_seconds=0.01)
+    sampler._walk = counting_walk
     read_end, write_end = os.pipe()
     moved = threading.Event()
     try:
@@ -260,6 +262,8 @@ def _current_functions(thread_name: str) -> list:
 FRAME_RACE = """
 import gc, sys, threading
 from otelprof.samplers.stack import StackSampler
+native = sys.argv[1] == "native"
+walker = "_sample_threads" if native else "_walk"  # the C walk has no frame of its own
 
 ready = threading.Event()
 release = threading.Lock()
@@ -280,14 +284,14 @@ fired = []
 def let_the_worker_return(phase, info):
     # A collection while the sampler walks the worker's stack (reading inner's f_back makes
     # outer's frame object): the callback lets the worker return from outer meanwhile.
-    if phase == "start" and not fired and sys._getframe(1).f_code.co_name == "_walk":
+    if phase == "start" and not fired and sys._getframe(1).f_code.co_name == walker:
         fired.append(True)
         release.release()
         worker.join()
 
 gc.callbacks.append(let_the_worker_return)
 gc.set_threshold(1)
-StackSampler().sample_once()
+StackSampler(native=native).sample_once()
 gc.set_threshold(700)
 gc.callbacks.remove(let_the_worker_return)
 if not fired:
@@ -297,14 +301,19 @@ print("collections during the walk:", len(fired))
 """
 
 
-def test_no_collection_runs_while_other_threads_frames_are_read():
+@pytest.mark.parametrize("walk", ["native", "python"])
+def test_no_collection_runs_while_other_threads_frames_are_read(walk):
     # Before Python 3.12 a collection could start inside the allocation of a frame object that
     # f_back makes; its callbacks hand the GIL to the thread being read, which returned from
     # that frame, and the walk read freed memory: a segfault every time without the GC held off.
     import subprocess
 
     result = subprocess.run(
-        [sys.executable, "-c", FRAME_RACE], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", FRAME_RACE, walk],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "collections during the walk: 0" in result.stdout
@@ -360,3 +369,61 @@ def test_a_fork_child_never_inherits_a_gc_hold():
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert gc.isenabled()
+
+
+def _native_walk():
+    # `make test` installs the package with its C extension; a build that lost the walk would
+    # otherwise pass every test on the Python one alone.
+    walk = stack_module._native_walk()
+    if sys.version_info >= (3, 11):
+        assert walk is not None, "otelprof._native was built without walk_stack"
+    return walk
+
+
+def _recurse(depth, then):
+    if depth == 0:
+        return then(sys._getframe())
+    return _recurse(depth - 1, then)
+
+
+@pytest.mark.parametrize("max_depth", [0, 1, 5, 40, 41, 42, 200])
+def test_the_c_walk_keys_a_stack_as_the_python_walk_does(max_depth):
+    walk = _native_walk()
+    if walk is None:  # before 3.11 the extension has no walk and the Python one is used
+        assert sys.version_info < (3, 11)
+        return
+
+    def both(frame, depth):
+        # Both walks while every frame they read is suspended at the same instruction.
+        return walk(frame, depth), stack_module._walk(frame, depth)
+
+    # Cut above, at and below the stack's depth (this test's frames under 40 of _recurse).
+    (c_key, c_codes), (python_key, python_codes) = _recurse(40, lambda f: both(f, max_depth))
+    assert c_key == python_key
+    assert c_codes == python_codes
+    depth = len(_recurse(40, lambda f: stack_module._walk(f, 10_000)[1]))
+    assert len(c_codes) == min(max_depth, depth)
+    assert (c_key[-1:] == (-1,)) == (max_depth < depth)
+    # Deeper than the C walk's fixed buffer (128 frames), where it allocates.
+    deep_c, deep_python = _recurse(300, lambda f: both(f, 1000))
+    assert deep_c == deep_python and len(deep_c[1]) > 300
+    assert walk(None, 5) == ((), [])
+
+
+def test_the_c_walk_rejects_bad_arguments_with_a_clear_error():
+    walk = _native_walk()
+    if walk is None:
+        assert sys.version_info < (3, 11)
+        return
+    with pytest.raises(TypeError, match="frame must be a frame or None"):
+        walk("not a frame", 5)
+    with pytest.raises(ValueError, match="max_depth must be >= 0"):
+        walk(sys._getframe(), -1)
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        walk(sys._getframe())
+
+
+def test_the_sampler_walks_in_c_unless_told_not_to():
+    walk = _native_walk()
+    assert StackSampler()._walk is (walk or stack_module._walk)
+    assert StackSampler(native=False)._walk is stack_module._walk
