@@ -158,6 +158,22 @@ def test_thread_started_sampler_runs_and_stops():
     assert sampler.drain().ticks >= 3
 
 
+def test_a_slow_interval_does_not_delay_a_stop_and_a_stopped_sampler_starts_again():
+    sampler = StackSampler(interval_seconds=3600.0)  # it waits an hour before its first tick
+    sampler.start()
+    thread = sampler._thread
+    sampler.stop(timeout_seconds=30.0)
+    assert thread is not None and not thread.is_alive()  # the wait ended on the stop
+    assert sampler.drain().ticks == 0
+    sampler.interval_seconds = 0.005
+    sampler.start()
+    try:
+        wait_until(lambda: sampler._interval.ticks >= 3)
+    finally:
+        sampler.stop()
+    assert not sampler.running
+
+
 def test_exited_threads_do_not_break_sampling():
     sampler = StackSampler(interval_seconds=0.01)
     for _ in range(20):
