@@ -101,3 +101,17 @@ def test_load_generator_rejects_a_negative_rate() -> None:
     )
     assert done.returncode == 2
     assert "--rate must be 0 (no pacing) or a positive number, not -5.0" in done.stderr
+
+
+def test_the_median_interval_is_deterministic_and_holds_the_median() -> None:
+    from benchmarks.corun import median_interval
+
+    ratios = [1.031, 1.045, 1.012, 1.058, 1.040, 1.036, 1.072]
+    low, high = median_interval(ratios)
+    assert min(ratios) <= low <= 1.040 <= high <= max(ratios)
+    assert (low, high) == median_interval(ratios)  # seeded: the same table every time
+    assert median_interval([1.02] * 5) == (1.02, 1.02)
+    # More pairs of the same spread narrow it.
+    wide = median_interval(ratios)
+    narrow = median_interval(ratios * 4)
+    assert narrow[1] - narrow[0] <= wide[1] - wide[0]
