@@ -88,7 +88,7 @@ class _Interval:
 class _ThreadState:
     """What the sampler keeps about one thread between ticks."""
 
-    __slots__ = ("clock", "codes", "cpu_ns", "key", "thread")
+    __slots__ = ("clock", "codes", "cpu_ns", "key", "tag", "thread")
 
     def __init__(self, thread: Optional[threading.Thread], clock: Optional[int]) -> None:
         self.thread = thread  # the Thread object (an ident can be reused by a new thread)
@@ -97,6 +97,7 @@ class _ThreadState:
         # The last tick's walk of its stack: reused while the thread uses no CPU (below).
         self.key: Optional[_StackKey] = None
         self.codes: List[CodeType] = []
+        self.tag: Hashable = None  # and its tag then (the same reasoning holds for both)
 
 
 class StackSampler:
@@ -223,14 +224,17 @@ class StackSampler:
                 key = state.key
                 if cpu_delta or key is None or state.clock is None:
                     # A thread that used no CPU since the last tick ran no bytecode, so its
-                    # stack is the one walked then: idle threads, most of a server's, cost a
-                    # clock read instead of a walk. (Exact, and no frame is kept between
-                    # ticks: holding one would keep its locals alive past its return.)
+                    # stack is the one walked then, and its span too (entering or leaving a
+                    # span, or the loop switching tasks, runs bytecode on that thread): idle
+                    # threads, most of a server's, cost a clock read instead of a walk and a
+                    # tag. (Exact, and no frame is kept between ticks: holding one would keep
+                    # its locals alive past its return.)
                     key, codes = walk(frame, max_depth)
-                    state.key, state.codes = key, codes
+                    tag = tagger(ident) if tagger is not None else None
+                    state.key, state.codes, state.tag = key, codes, tag
                 else:
                     codes = state.codes
-                tag = tagger(ident) if tagger is not None else None
+                    tag = state.tag
                 if tag is not None and observer is not None:
                     observer(tag, codes[0] if codes else None, cpu_delta, wall_delta)
                 entry = counts.get((key, ident, tag))

@@ -228,7 +228,16 @@ def blocked_reading(thread: threading.Thread, fd: int) -> bool:
 
 def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again():
     walks = []
-    sampler = StackSampler(interval_seconds=0.01)
+    tagged = []
+    mover_ident = []
+
+    def tagger(ident):
+        # The tag of a thread that did not run stays its tag: asked once per walk.
+        if mover_ident and ident == mover_ident[0]:
+            tagged.append(_current_functions("mover"))
+        return ("span-of", ident)
+
+    sampler = StackSampler(interval_seconds=0.01, tagger=tagger)
     real_walk = sampler._walk
 
     def counting_walk(frame, max_depth):
@@ -241,6 +250,7 @@ def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again():
     moved = threading.Event()
     try:
         with ParkedThread("mover", lambda a, r: move_between(a, r, read_end, moved)) as mover:
+            mover_ident.append(mover.thread.ident)
             wait_until(lambda: blocked_reading(mover.thread, read_end))
             for _ in range(3):  # blocked in first_stop: its CPU clock does not move
                 sampler.sample_once()
@@ -254,6 +264,13 @@ def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again():
         os.close(write_end)
     assert sum("first_stop" in names for names in walks) == 1
     assert sum("second_stop" in names for names in walks) == 1
+    assert [("first_stop" in n, "second_stop" in n) for n in tagged] == [
+        (True, False),
+        (False, True),
+    ]
+    assert {s.tag for s in snapshot.samples if s.thread_name == "mover"} == {
+        ("span-of", mover_ident[0])
+    }
     stacks = {}
     for sample in _samples_of(snapshot, "mover"):
         names = tuple(function_names(sample.stack))
