@@ -20,10 +20,10 @@ out-of-process profiler (py-spy), that profiler's own CPU over the whole run; th
 profiled / bare. The two work phases start together: each run waits at a barrier after its
 start-up (a profiler's imports take longer), so the whole of both phases shares the machine.
 The same ratios for user and system CPU and for context switches say where a cost is paid.
-Reported: the median ratio over pairs, a 95 % bootstrap interval of that median,
-its range, and the in-process profiler threads' own share. Both runs share the two CPUs with their load generators, so the
-machine is oversubscribed while a pair runs: the absolute CPU figures are not those of a lone
-run, the ratio is what this measures.
+Reported: the median ratio over pairs, a 95 % bootstrap interval of that median, its range,
+and the in-process profiler threads' own share. Both runs share the two CPUs with their load
+generators, so the machine is oversubscribed while a pair runs: the absolute CPU figures are
+not those of a lone run, the ratio is what this measures.
 """
 
 from __future__ import annotations
