@@ -225,6 +225,9 @@ OTELPROF_NO_SPANS = _part(
 # callback alone, and a callback that does nothing (the cost of being called at all).
 OTELPROF_GC = _part("otelprof-gc", "otelprof's GC sampler alone (its gc.callbacks entry)")
 GC_CALLBACK = _part("gc-callback", "a gc.callbacks entry that does nothing")
+OTELPROF_BUILT = _part(
+    "otelprof-built", "otelprof's Profiler built (every import, its objects) but not started"
+)
 # The control for the parts: the same launcher and imports, nothing started.
 LAUNCH_ONLY = _part(
     "launch-only", "benchmarks/launch.py importing otelprof's correlation but starting nothing"
@@ -289,6 +292,7 @@ CONFIGS: Dict[str, Config] = {
         OTELPROF_CONTEXT_HOOK,
         OTELPROF_SPAN_PROCESSOR,
         LAUNCH_ONLY,
+        OTELPROF_BUILT,
         CALIBRATE,
         THREAD_CLOCK,
         WAKE_ONLY,

@@ -274,6 +274,19 @@ def _launch_only(args: argparse.Namespace) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _otelprof_built(args: argparse.Namespace) -> Iterator[None]:
+    # The agent built but not started: all its imports and objects in the heap, no thread, no
+    # hook. Against launch-only (fewer imports) and otelprof-sampler: what being there costs.
+    from otelprof.profiler import Profiler
+
+    profiler = Profiler(output_dir=args.out)
+    try:
+        yield
+    finally:
+        del profiler
+
+
+@contextlib.contextmanager
 def _otelprof_api(args: argparse.Namespace) -> Iterator[None]:
     # The agent at its defaults, started from code (otelprof.start) instead of `otelprof run`.
     import otelprof
@@ -304,6 +317,7 @@ PEERS = {
     "otelprof-context-hook": _otelprof_context_hook,
     "otelprof-span-processor": _otelprof_span_processor,
     "launch-only": _launch_only,
+    "otelprof-built": _otelprof_built,
     "gc-callback": _gc_callback,
     "otelprof-gc": _otelprof_gc,
     "wake-only": _ticker(lambda: None),
