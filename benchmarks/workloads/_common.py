@@ -72,16 +72,16 @@ class WorkPhase:
         _meet_at_barrier()
         self._caller = threading.get_native_id()
         self._before = {t: c for t, c in task_cpu_seconds().items() if t != self._caller}
-        self._cpu0 = _rusage_cpu(resource.RUSAGE_SELF)
         self._parts0 = _rusage_parts()
         self._wall0 = time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.wall_seconds = time.perf_counter() - self._wall0
-        self.cpu_seconds = _rusage_cpu(resource.RUSAGE_SELF) - self._cpu0
         parts = _rusage_parts()
         self.parts = {name: parts[name] - self._parts0[name] for name in parts}
+        # The total from the same reading as its parts, so user + system is the CPU reported.
+        self.cpu_seconds = self.parts["user"] + self.parts["system"]
         after = task_cpu_seconds()
         names = {t.native_id: t.name for t in threading.enumerate()}
         self.background_by_thread: Dict[str, float] = {}

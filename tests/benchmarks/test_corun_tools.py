@@ -69,6 +69,7 @@ def test_without_a_barrier_a_work_phase_starts_at_once(monkeypatch: pytest.Monke
         "involuntary_switches",
         "page_faults",
     }
+    assert phase.cpu_seconds == phase.parts["user"] + phase.parts["system"]
 
 
 def test_paced_load_sends_each_request_when_it_is_due() -> None:

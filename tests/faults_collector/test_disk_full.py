@@ -130,8 +130,7 @@ def test_file_exporter_on_a_full_disk_retries_without_leaving_half_lines(
         return seeds([otlp_json.loads(line) for line in lines])
 
     wait_until(lambda: set(written()) == wanted, 60, "every accepted request in the file")
-    text = output.read_text()
-    assert text.endswith("\n")  # nothing half-written is left once every line is in
+    assert output.read_text().endswith("\n")  # nothing half-written is left once all are in
     assert sorted(written()) == sorted(wanted)  # whole lines only, each once
     assert sender._failed.value(exporter="file") == 0
     client.close()
