@@ -2,6 +2,7 @@
 
     python benchmarks/sampler_tick.py                  # the default grid
     python benchmarks/sampler_tick.py --threads 8 --depth 60 --ticks 2000
+    python benchmarks/sampler_tick.py --threads 6 --depth 40 --walk stack  # one walk vs another
 
 Threads wait at a known depth (idle, like a server's request threads between requests, or
 spinning, so their stacks change under the sampler); the sampler's ``sample_once`` is called in
@@ -17,7 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Any, Callable, List, Sequence
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -49,14 +50,34 @@ def _start_threads(
     return threads
 
 
-def measure(threads: int, depth: int, busy: bool, ticks: int, rounds: int = 5) -> float:
-    """Median microseconds of CPU per ``sample_once`` over ``rounds`` batches of ``ticks``."""
+WALKS = ("auto", "thread", "stack", "python")
+"""auto: the sampler's own choice; thread: ``otelprof._native.walk_thread`` (interpreter frames);
+stack: ``walk_stack`` (frame objects from ``sys._current_frames()``); python: no C at all."""
+
+
+def _sampler(walk: str) -> object:
     from otelprof.samplers.stack import StackSampler
 
+    sampler = StackSampler(native=walk != "python")
+    if walk == "thread":
+        from otelprof._native import thread_handles, walk_thread
+
+        sampler._handles, sampler._walk = thread_handles, walk_thread
+    elif walk == "stack":
+        from otelprof._native import walk_stack
+
+        sampler._handles, sampler._walk = sys._current_frames, walk_stack
+    return sampler
+
+
+def measure(
+    threads: int, depth: int, busy: bool, ticks: int, rounds: int = 5, walk: str = "auto"
+) -> float:
+    """Median microseconds of CPU per ``sample_once`` over ``rounds`` batches of ``ticks``."""
     stop = threading.Event()
     started = _start_threads(threads, depth, busy, stop)
     try:
-        sampler = StackSampler()
+        sampler: Any = _sampler(walk)
         per_tick: List[float] = []
         for _ in range(rounds):
             spent = 0.0
@@ -82,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ticks", type=int, default=300)
     parser.add_argument("--idle-only", action="store_true", help="skip the busy-thread rows")
     parser.add_argument("--rate", type=float, default=100.0, help="for the core-share column")
+    parser.add_argument(
+        "--walk", choices=WALKS, default="auto", help="the stack walk to time (default: auto)"
+    )
     args = parser.parse_args(argv)
     print(
         "| threads | depth | state | µs per tick | share of one core at "
@@ -92,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for depth in args.depth:
                 # Busy rows wait for the GIL between ticks: fewer ticks keep them to seconds.
                 ticks = max(20, args.ticks // 5) if busy else args.ticks
-                micros = measure(count, depth, busy, ticks)
+                micros = measure(count, depth, busy, ticks, walk=args.walk)
                 share = micros * args.rate / 1e4
                 state = "busy" if busy else "idle"
                 print(f"| {count} | {depth} | {state} | {micros:.1f} | {share:.2f}% |", flush=True)

@@ -18,6 +18,18 @@
 #include <Python.h>
 #include <structmember.h>
 
+/* The interpreter frame's layout, for walk_thread (below): CPython 3.11-3.13 with a GIL, where
+ * the internal headers were installed (a build without them still gets everything else). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED) && \
+    defined(__has_include)
+#if __has_include("internal/pycore_frame.h")
+#define HAVE_WALK_THREAD 1
+#define Py_BUILD_CORE 1
+#include "internal/pycore_frame.h"
+#undef Py_BUILD_CORE
+#endif
+#endif
+
 #ifndef Py_GIL_DISABLED
 static PyObject *
 thread_context(PyObject *module, PyObject *arg)
@@ -47,79 +59,89 @@ thread_context(PyObject *module, PyObject *arg)
 }
 #endif
 
-/* walk_stack(frame, max_depth): a thread's stack as the sampler keys it, (key, codes).
+/* The sampler's stack walks. A stack is keyed as the flat tuple (id(code0), lasti0, id(code1),
+ * lasti1, ...), leaf first, ending in -1 when it was deeper than max_depth, and comes with its
+ * code objects, leaf first: the same as the sampler's Python walk (otelprof.samplers.stack._walk),
+ * which stays the reference. In Python each frame costs two attribute reads and three list
+ * appends; with several busy threads deep in calls the walk is much of a tick.
  *
- * key is the flat tuple (id(code0), lasti0, id(code1), lasti1, ...), leaf first, ending in -1
- * when the stack was deeper than max_depth; codes the code objects, leaf first. The same as
- * the sampler's Python walk (otelprof.samplers.stack._walk), which stays the reference. In
- * Python each frame costs two attribute reads and three list appends; with several busy
- * threads deep in calls the walk is much of a tick (benchmarks/sampler_tick.py: a third less
- * per tick with this one at six threads, 40 frames deep).
+ * walk_stack(frame, max_depth) walks from a frame object with the public frame API
+ * (PyFrame_GetLasti exists from 3.11; older versions use the Python walk). Following a frame's
+ * f_back makes a frame object for every frame of the running code it reaches: the application
+ * thread later frees each one when its function returns, and each counts towards the next
+ * young collection. walk_thread(ident, max_depth) walks a thread's interpreter frames directly,
+ * as CPython's faulthandler does, and makes no frame object at all; it reads the frame layout
+ * of CPython 3.11-3.13 from the internal header, so it is built for those versions only and
+ * later ones keep walk_stack.
  *
  * Safety: called with the GIL held, from the sampler's tick, where the cyclic GC is held off
- * (otelprof._threads.gc_held_off): creating the caller's frame object (PyFrame_GetBack) then
- * cannot run a collection, so no finalizer can release the GIL half-way. Free-threaded builds
- * have no GIL to rely on, so they keep the Python walk, as for the reader above. Only the
- * public frame API is used; PyFrame_GetLasti exists from 3.11, so older versions use the
- * Python walk too.
+ * (otelprof._threads.gc_held_off). walk_stack: creating the caller's frame object
+ * (PyFrame_GetBack) then cannot run a collection, so no finalizer can release the GIL
+ * half-way. walk_thread allocates no Python object until the walk is over (as thread_context
+ * above, it relies on the GIL to keep the thread list and every frame on it still); the code
+ * objects it reads are held (new references) before anything is allocated. Free-threaded
+ * builds have no GIL to rely on, so they keep the Python walk.
  */
 #if PY_VERSION_HEX >= 0x030B0000 && !defined(Py_GIL_DISABLED)
 #define WALK_BUFFER 128
 
-static PyObject *
-walk_stack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "walk_stack(frame, max_depth) takes 2 arguments");
-        return NULL;
-    }
-    PyObject *start = args[0];
-    if (start != Py_None && !PyFrame_Check(start)) {
-        PyErr_SetString(PyExc_TypeError, "walk_stack: frame must be a frame or None");
-        return NULL;
-    }
-    Py_ssize_t max_depth = PyLong_AsSsize_t(args[1]);
-    if (max_depth == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (max_depth < 0) {
-        PyErr_SetString(PyExc_ValueError, "walk_stack: max_depth must be >= 0");
-        return NULL;
-    }
+typedef struct {
     PyCodeObject *buffer_codes[WALK_BUFFER];
     int buffer_lasti[WALK_BUFFER];
-    PyCodeObject **codes = buffer_codes;
-    int *lasti = buffer_lasti;
+    PyCodeObject **codes; /* new references, depth of them */
+    int *lasti;
+    Py_ssize_t depth;
+} Walk;
+
+/* Room for max_depth frames: the fixed buffers, or (deeper) allocated ones. No Python object
+ * is allocated, so no collection can run. -1 with MemoryError set on failure. */
+static int
+walk_init(Walk *walk, Py_ssize_t max_depth)
+{
+    walk->codes = walk->buffer_codes;
+    walk->lasti = walk->buffer_lasti;
+    walk->depth = 0;
     if (max_depth > WALK_BUFFER) {
-        codes = PyMem_New(PyCodeObject *, max_depth);
-        lasti = PyMem_New(int, max_depth);
-        if (codes == NULL || lasti == NULL) {
-            PyMem_Free(codes);
-            PyMem_Free(lasti);
-            return PyErr_NoMemory();
+        walk->codes = PyMem_New(PyCodeObject *, max_depth);
+        walk->lasti = PyMem_New(int, max_depth);
+        if (walk->codes == NULL || walk->lasti == NULL) {
+            PyMem_Free(walk->codes);
+            PyMem_Free(walk->lasti);
+            walk->codes = NULL;
+            PyErr_NoMemory();
+            return -1;
         }
     }
-    PyObject *result = NULL, *key = NULL, *code_list = NULL;
-    Py_ssize_t depth = 0;
-    PyFrameObject *frame = start == Py_None ? NULL : (PyFrameObject *)Py_NewRef(start);
-    while (frame != NULL && depth < max_depth) {
-        codes[depth] = PyFrame_GetCode(frame); /* new reference */
-        lasti[depth] = PyFrame_GetLasti(frame);
-        depth++;
-        PyFrameObject *back = PyFrame_GetBack(frame); /* new reference, may create it */
-        Py_DECREF(frame);
-        frame = back;
+    return 0;
+}
+
+/* Drops a walk's references and frees its buffers. */
+static void
+walk_release(Walk *walk)
+{
+    for (Py_ssize_t i = 0; i < walk->depth; i++) {
+        Py_XDECREF(walk->codes[i]);
     }
-    int truncated = frame != NULL;
-    Py_XDECREF(frame);
-    key = PyTuple_New(2 * depth + truncated);
-    code_list = PyList_New(depth);
+    if (walk->codes != walk->buffer_codes) {
+        PyMem_Free(walk->codes);
+        PyMem_Free(walk->lasti);
+    }
+}
+
+/* (key, codes) from a finished walk, whose references it consumes either way. */
+static PyObject *
+walk_result(Walk *walk, int truncated)
+{
+    Py_ssize_t depth = walk->depth;
+    PyObject *result = NULL;
+    PyObject *key = PyTuple_New(2 * depth + truncated);
+    PyObject *code_list = PyList_New(depth);
     if (key == NULL || code_list == NULL) {
         goto done;
     }
     for (Py_ssize_t i = 0; i < depth; i++) {
-        PyObject *id = PyLong_FromVoidPtr(codes[i]);
-        PyObject *offset = PyLong_FromLong(lasti[i]);
+        PyObject *id = PyLong_FromVoidPtr(walk->codes[i]);
+        PyObject *offset = PyLong_FromLong(walk->lasti[i]);
         if (id == NULL || offset == NULL) {
             Py_XDECREF(id);
             Py_XDECREF(offset);
@@ -136,21 +158,193 @@ walk_stack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyTuple_SET_ITEM(key, 2 * depth, mark);
     }
     for (Py_ssize_t i = 0; i < depth; i++) {
-        PyList_SET_ITEM(code_list, i, (PyObject *)codes[i]); /* the list takes the reference */
-        codes[i] = NULL;
+        /* the list takes the reference */
+        PyList_SET_ITEM(code_list, i, (PyObject *)walk->codes[i]);
+        walk->codes[i] = NULL;
     }
     result = PyTuple_Pack(2, key, code_list);
 done:
-    for (Py_ssize_t i = 0; i < depth; i++) {
-        Py_XDECREF(codes[i]);
-    }
+    walk_release(walk);
     Py_XDECREF(key);
     Py_XDECREF(code_list);
-    if (codes != buffer_codes) {
-        PyMem_Free(codes);
-        PyMem_Free(lasti);
-    }
     return result;
+}
+
+/* max_depth from a Python int: >= 0, else -1 with an exception set. */
+static Py_ssize_t
+walk_max_depth(PyObject *arg, const char *name)
+{
+    Py_ssize_t max_depth = PyLong_AsSsize_t(arg);
+    if (max_depth == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (max_depth < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: max_depth must be >= 0", name);
+        return -1;
+    }
+    return max_depth;
+}
+
+static PyObject *
+walk_stack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "walk_stack(frame, max_depth) takes 2 arguments");
+        return NULL;
+    }
+    PyObject *start = args[0];
+    if (start != Py_None && !PyFrame_Check(start)) {
+        PyErr_SetString(PyExc_TypeError, "walk_stack: frame must be a frame or None");
+        return NULL;
+    }
+    Py_ssize_t max_depth = walk_max_depth(args[1], "walk_stack");
+    Walk walk;
+    if (max_depth < 0 || walk_init(&walk, max_depth) < 0) {
+        return NULL;
+    }
+    PyFrameObject *frame = start == Py_None ? NULL : (PyFrameObject *)Py_NewRef(start);
+    while (frame != NULL && walk.depth < max_depth) {
+        walk.codes[walk.depth] = PyFrame_GetCode(frame); /* new reference */
+        walk.lasti[walk.depth] = PyFrame_GetLasti(frame);
+        walk.depth++;
+        PyFrameObject *back = PyFrame_GetBack(frame); /* new reference, may create it */
+        Py_DECREF(frame);
+        frame = back;
+    }
+    int truncated = frame != NULL;
+    Py_XDECREF(frame);
+    return walk_result(&walk, truncated);
+}
+#endif
+
+#ifdef HAVE_WALK_THREAD
+
+/* The frame's code object; NULL for a frame that runs none (3.13 has such frames). */
+static PyCodeObject *
+frame_code(_PyInterpreterFrame *frame)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *executable = frame->f_executable;
+    return executable != NULL && PyCode_Check(executable) ? (PyCodeObject *)executable : NULL;
+#else
+    return frame->f_code;
+#endif
+}
+
+/* The first frame from this one on that a traceback would show (as PyFrame_GetBack and
+ * sys._current_frames skip them: frames not yet started, and the C stack's entry frames). */
+static _PyInterpreterFrame *
+complete_frame(_PyInterpreterFrame *frame)
+{
+    while (frame != NULL && (_PyFrame_IsIncomplete(frame) || frame_code(frame) == NULL)) {
+        frame = frame->previous;
+    }
+    return frame;
+}
+
+static _PyInterpreterFrame *
+thread_top_frame(PyThreadState *ts)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return complete_frame(ts->current_frame);
+#else
+    return ts->cframe != NULL ? complete_frame(ts->cframe->current_frame) : NULL;
+#endif
+}
+
+/* The running frame of the thread with this ident, NULL if it has none. As in thread_context,
+ * a state with the ident but no frame is passed over (3.10-3.11: a thread being started). */
+static _PyInterpreterFrame *
+find_top_frame(unsigned long ident)
+{
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (ts->thread_id == ident) {
+            _PyInterpreterFrame *top = thread_top_frame(ts);
+            if (top != NULL) {
+                return top;
+            }
+        }
+    }
+    return NULL;
+}
+
+static PyObject *
+walk_thread(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "walk_thread(ident, max_depth) takes 2 arguments");
+        return NULL;
+    }
+    unsigned long ident = PyLong_AsUnsignedLong(args[0]);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    Py_ssize_t max_depth = walk_max_depth(args[1], "walk_thread");
+    Walk walk;
+    if (max_depth < 0 || walk_init(&walk, max_depth) < 0) {
+        return NULL;
+    }
+    _PyInterpreterFrame *frame = find_top_frame(ident);
+    if (frame == NULL) {
+        walk_release(&walk);
+        Py_RETURN_NONE;
+    }
+    while (frame != NULL && walk.depth < max_depth) {
+        PyCodeObject *code = frame_code(frame);
+        int lasti = _PyInterpreterFrame_LASTI(frame);
+        walk.codes[walk.depth] = (PyCodeObject *)Py_NewRef(code);
+        walk.lasti[walk.depth] = lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
+        walk.depth++;
+        frame = complete_frame(frame->previous);
+    }
+    return walk_result(&walk, frame != NULL);
+}
+
+static PyObject *
+thread_handles(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    /* Idents first, in a C buffer: building the dict allocates, which must not happen while
+       the thread list is being read (see thread_context). */
+    unsigned long buffer[256];
+    unsigned long *idents = buffer;
+    Py_ssize_t count = 0, capacity = 256;
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (thread_top_frame(ts) == NULL) {
+            continue;
+        }
+        if (count == capacity) {
+            unsigned long *bigger = PyMem_New(unsigned long, capacity * 2);
+            if (bigger == NULL) {
+                if (idents != buffer) {
+                    PyMem_Free(idents);
+                }
+                return PyErr_NoMemory();
+            }
+            memcpy(bigger, idents, count * sizeof(unsigned long));
+            if (idents != buffer) {
+                PyMem_Free(idents);
+            }
+            idents = bigger;
+            capacity *= 2;
+        }
+        idents[count++] = ts->thread_id;
+    }
+    PyObject *handles = PyDict_New();
+    for (Py_ssize_t i = 0; handles != NULL && i < count; i++) {
+        PyObject *id = PyLong_FromUnsignedLong(idents[i]);
+        if (id == NULL || PyDict_SetItem(handles, id, id) < 0) {
+            Py_CLEAR(handles);
+        }
+        Py_XDECREF(id);
+    }
+    if (idents != buffer) {
+        PyMem_Free(idents);
+    }
+    return handles;
 }
 #endif
 
@@ -608,6 +802,16 @@ static PyMethodDef native_methods[] = {
      "walk_stack(frame, max_depth, /)\n--\n\n"
      "A thread's stack as the sampler keys it: ((id(code), lasti, ..., [-1 if truncated]), "
      "[code, ...]), leaf first."},
+#endif
+#ifdef HAVE_WALK_THREAD
+    {"walk_thread", (PyCFunction)(void (*)(void))walk_thread, METH_FASTCALL,
+     "walk_thread(ident, max_depth, /)\n--\n\n"
+     "The running stack of the thread with this ident, keyed as walk_stack keys it, read from "
+     "its interpreter frames without making frame objects; None if it runs no Python code."},
+    {"thread_handles", thread_handles, METH_NOARGS,
+     "thread_handles()\n--\n\n"
+     "{ident: ident} for every thread running Python code: what walk_thread takes, as "
+     "sys._current_frames() gives what walk_stack takes."},
 #endif
 #ifndef Py_GIL_DISABLED
     {"thread_context", thread_context, METH_O,

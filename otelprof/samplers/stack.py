@@ -115,8 +115,13 @@ class StackSampler:
         native: bool = True,
     ) -> None:
         self.interval_seconds = interval_seconds
-        # The C walk where the extension has one (native=False: always the Python one).
-        self._walk = (_native_walk() if native else None) or _walk
+        # The C walk where the extension has one (native=False: always the Python one), and
+        # what it walks from: per thread ident, a frame, or the ident itself for walk_thread.
+        walk: Tuple[Handles, Walk] = (_native_walk() if native else None) or (
+            sys._current_frames,
+            _walk,
+        )
+        self._handles, self._walk = walk
         self.rate = rate  # None: a fixed interval
         self.max_depth = max_depth
         self.tagger = tagger
@@ -185,11 +190,11 @@ class StackSampler:
     def sample_once(self) -> None:
         """Take one sample of every thread (public so tests can drive it without a thread)."""
         with gc_held_off():  # other threads' frames are read: see gc_held_off for why
-            frames = sys._current_frames()
-            self._sample_threads(frames)
-            del frames  # don't keep other threads' frames alive until the next tick
+            handles = self._handles()
+            self._sample_threads(handles)
+            del handles  # don't keep other threads' frames alive until the next tick
 
-    def _sample_threads(self, frames: Dict[int, FrameType]) -> None:
+    def _sample_threads(self, handles: Dict[int, Any]) -> None:
         now = self._clock_ns()
         last = self._last_tick_ns
         self._last_tick_ns = now
@@ -206,7 +211,7 @@ class StackSampler:
             interval = self._interval
             interval.ticks += 1
             counts = interval.counts
-            for ident, frame in frames.items():
+            for ident, handle in handles.items():
                 if ident in AGENT_THREAD_IDENTS:
                     continue
                 state = cpu_state.get(ident)
@@ -229,7 +234,12 @@ class StackSampler:
                     # threads, most of a server's, cost a clock read instead of a walk and a
                     # tag. (Exact, and no frame is kept between ticks: holding one would keep
                     # its locals alive past its return.)
-                    key, codes = walk(frame, max_depth)
+                    walked = walk(handle, max_depth)
+                    if walked is None:
+                        # It ran no Python code any more: between the list of threads and
+                        # this walk the sampler ran bytecode, so other threads ran too.
+                        continue
+                    key, codes = walked
                     tag = tagger(ident) if tagger is not None else None
                     state.key, state.codes, state.tag = key, codes, tag
                 else:
@@ -246,8 +256,8 @@ class StackSampler:
                     entry[0] += cpu_delta  # type: ignore[operator]
                     entry[1] += wall_delta  # type: ignore[operator]
                     entry[2] += 1  # type: ignore[operator]
-        if len(cpu_state) > len(frames):
-            for ident in [i for i in cpu_state if i not in frames]:
+        if len(cpu_state) > len(handles):
+            for ident in [i for i in cpu_state if i not in handles]:
                 del cpu_state[ident]
 
     # -- handing data over -----------------------------------------------------------------------
@@ -276,7 +286,10 @@ class StackSampler:
         return StackSnapshot(interval.start_unix_nano, now_unix, tuple(samples), interval.ticks)
 
 
-Walk = Callable[[Optional[FrameType], int], Tuple[_StackKey, List[CodeType]]]
+Walk = Callable[[Any, int], Optional[Tuple[_StackKey, List[CodeType]]]]
+"""(handle, max depth) -> (stack key, code objects), None for a thread that ran no more code."""
+Handles = Callable[[], Dict[int, Any]]
+"""() -> per thread ident, the handle its walk takes."""
 
 
 def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[CodeType]]:
@@ -298,14 +311,25 @@ def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[C
     return tuple(key), codes
 
 
-def _native_walk() -> Optional[Walk]:
-    """The extension's walk, where it was built with one (CPython 3.11+ with a GIL)."""
+def _native_walk() -> Optional[Tuple[Handles, Walk]]:
+    """The extension's walk and what it walks from, where it was built with one.
+
+    ``walk_thread`` (CPython 3.11-3.13 with a GIL) reads each thread's interpreter frames and
+    makes no frame object; ``walk_stack`` (3.11+ with a GIL) follows frame objects from
+    ``sys._current_frames()``, which makes one for every running frame it reaches, for the
+    application's threads to free when their functions return.
+    """
+    try:
+        from otelprof._native import thread_handles, walk_thread
+    except ImportError:
+        pass
+    else:
+        return thread_handles, walk_thread
     try:
         from otelprof._native import walk_stack
     except ImportError:
         return None
-    walk: Walk = walk_stack
-    return walk
+    return sys._current_frames, walk_stack
 
 
 def _new_thread_state(thread: Optional[threading.Thread]) -> _ThreadState:

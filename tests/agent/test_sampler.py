@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import pathlib
@@ -290,8 +291,12 @@ def _current_functions(thread_name: str) -> list:
 FRAME_RACE = """
 import gc, sys, threading
 from otelprof.samplers.stack import StackSampler
-native = sys.argv[1] == "native"
-walker = "_sample_threads" if native else "_walk"  # the C walk has no frame of its own
+walk = sys.argv[1]  # native: the sampler's choice; stack: walk_stack, from frame objects
+walker = "_walk" if walk == "python" else "_sample_threads"  # a C walk has no frame of its own
+sampler = StackSampler(native=walk != "python")
+if walk == "stack":
+    from otelprof._native import walk_stack
+    sampler._handles, sampler._walk = sys._current_frames, walk_stack
 
 ready = threading.Event()
 release = threading.Lock()
@@ -319,7 +324,7 @@ def let_the_worker_return(phase, info):
 
 gc.callbacks.append(let_the_worker_return)
 gc.set_threshold(1)
-StackSampler(native=native).sample_once()
+sampler.sample_once()
 gc.set_threshold(700)
 gc.callbacks.remove(let_the_worker_return)
 if not fired:
@@ -329,13 +334,15 @@ print("collections during the walk:", len(fired))
 """
 
 
-@pytest.mark.parametrize("walk", ["native", "python"])
+@pytest.mark.parametrize("walk", ["native", "stack", "python"])
 def test_no_collection_runs_while_other_threads_frames_are_read(walk):
     # Before Python 3.12 a collection could start inside the allocation of a frame object that
     # f_back makes; its callbacks hand the GIL to the thread being read, which returned from
     # that frame, and the walk read freed memory: a segfault every time without the GC held off.
     import subprocess
 
+    if walk == "stack" and _c_walk_stack() is None:
+        return
     result = subprocess.run(
         [sys.executable, "-c", FRAME_RACE, walk],
         capture_output=True,
@@ -399,13 +406,25 @@ def test_a_fork_child_never_inherits_a_gc_hold():
     assert gc.isenabled()
 
 
-def _native_walk():
+def _c_walk_stack():
     # `make test` installs the package with its C extension; a build that lost the walk would
     # otherwise pass every test on the Python one alone.
-    walk = stack_module._native_walk()
     if sys.version_info >= (3, 11) and not sysconfig.get_config_var("Py_GIL_DISABLED"):
-        assert walk is not None, "otelprof._native was built without walk_stack"
-    return walk
+        from otelprof._native import walk_stack
+
+        return walk_stack
+    return None
+
+
+def _c_walk_thread():
+    # Built where the extension knows the interpreter frame layout: CPython 3.11-3.13.
+    if (3, 11) <= sys.version_info[:2] <= (3, 13) and not sysconfig.get_config_var(
+        "Py_GIL_DISABLED"
+    ):
+        from otelprof._native import walk_thread
+
+        return walk_thread
+    return None
 
 
 def _recurse(depth, then):
@@ -416,7 +435,7 @@ def _recurse(depth, then):
 
 @pytest.mark.parametrize("max_depth", [0, 1, 5, 40, 41, 42, 200])
 def test_the_c_walk_keys_a_stack_as_the_python_walk_does(max_depth):
-    walk = _native_walk()
+    walk = _c_walk_stack()
     if walk is None:  # before 3.11 (or without a GIL) the Python walk is the only one
         return
 
@@ -437,19 +456,104 @@ def test_the_c_walk_keys_a_stack_as_the_python_walk_does(max_depth):
     assert walk(None, 5) == ((), [])
 
 
-def test_the_c_walk_rejects_bad_arguments_with_a_clear_error():
-    walk = _native_walk()
+def test_the_c_walks_reject_bad_arguments_with_a_clear_error():
+    walk = _c_walk_stack()
     if walk is None:
         return
     with pytest.raises(TypeError, match="frame must be a frame or None"):
         walk("not a frame", 5)
-    with pytest.raises(ValueError, match="max_depth must be >= 0"):
+    with pytest.raises(ValueError, match="walk_stack: max_depth must be >= 0"):
         walk(sys._getframe(), -1)
     with pytest.raises(TypeError, match="takes 2 arguments"):
         walk(sys._getframe())
+    walk_thread = _c_walk_thread()
+    if walk_thread is None:
+        return
+    with pytest.raises(TypeError, match="integer"):
+        walk_thread("not an ident", 5)
+    with pytest.raises(ValueError, match="walk_thread: max_depth must be >= 0"):
+        walk_thread(threading.get_ident(), -1)
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        walk_thread(threading.get_ident())
+
+
+def _park_deep(depth, arrived, release):
+    if depth == 0:
+        arrived.set()
+        release.wait()
+        return
+    _park_deep(depth - 1, arrived, release)
+
+
+@pytest.mark.parametrize("max_depth", [0, 1, 5, 40, 41, 200, 1000])
+def test_the_thread_walk_keys_a_parked_thread_as_the_python_walk_does(max_depth):
+    walk_thread = _c_walk_thread()
+    if walk_thread is None:
+        return
+    # 300 deep: past the C walk's fixed buffer (128 frames), where it allocates.
+    with ParkedThread("deep", functools.partial(_park_deep, 300)) as parked:
+        ident = parked.thread.ident
+        from_thread = walk_thread(ident, max_depth)
+        frame = sys._current_frames()[ident]
+        from_frames = stack_module._walk(frame, max_depth)
+        depth = len(stack_module._walk(frame, 10_000)[1])
+    assert from_thread == from_frames
+    assert depth > 300
+    assert len(from_thread[1]) == min(max_depth, depth)
+    assert (from_thread[0][-1:] == (-1,)) == (max_depth < depth)
+
+
+def test_the_thread_walk_makes_no_frame_objects():
+    walk_thread = _c_walk_thread()
+    if walk_thread is None:
+        return
+    with ParkedThread("deep", functools.partial(_park_deep, 200)) as parked:
+        ident = parked.thread.ident
+        before = sys.getallocatedblocks()
+        walk_thread(ident, 1000)
+        after_thread_walk = sys.getallocatedblocks()
+        stack_module._walk(sys._current_frames()[ident], 1000)
+        after_frame_walk = sys.getallocatedblocks()
+    # Walking frame objects leaves one behind for each frame: the running frames keep them
+    # until they return. The thread walk leaves nothing of its own (a little slack for the
+    # interpreter's free lists).
+    assert after_frame_walk - after_thread_walk >= 200
+    assert after_thread_walk - before < 50
+
+
+def test_thread_handles_name_every_thread_running_python_code():
+    walk_thread = _c_walk_thread()
+    if walk_thread is None:
+        return
+    from otelprof._native import thread_handles
+
+    with ParkedThread("parked", parked_in_known_function) as parked:
+        handles = thread_handles()
+        assert {parked.thread.ident, threading.get_ident()} <= set(handles)
+        assert all(ident == handle for ident, handle in handles.items())
+    assert walk_thread(_ended_thread_ident(), 5) is None
+
+
+def _ended_thread_ident():
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    thread.join()
+    assert thread.ident is not None
+    return thread.ident
+
+
+def test_a_thread_that_ended_before_its_walk_is_left_out():
+    # Between the tick's list of threads and a thread's walk the sampler runs Python, so other
+    # threads run meanwhile and one may end.
+    if _c_walk_thread() is None:
+        return
+    sampler = StackSampler()
+    gone = _ended_thread_ident()
+    sampler._sample_threads({gone: gone})
+    assert sampler.drain().samples == ()
 
 
 def test_the_sampler_walks_in_c_unless_told_not_to():
-    walk = _native_walk()
-    assert StackSampler()._walk is (walk or stack_module._walk)
+    walk = _c_walk_thread() or _c_walk_stack() or stack_module._walk
+    assert StackSampler()._walk is walk
     assert StackSampler(native=False)._walk is stack_module._walk
