@@ -219,7 +219,8 @@ OTEL_PYTHON_PROFILER_NATIVE = "OTEL_PYTHON_PROFILER_NATIVE"
 Use the package's optional C extension (``otelprof._native``) where it was built (CPython with
 a GIL): the sampler reads the span each thread is in from the thread's interpreter state, so
 nothing of the agent runs when the application makes a span current; the span processor's
-per-span bookkeeping runs as C; and the sampler walks stacks in C (Python 3.11+). ``true``
+per-span bookkeeping runs as C; and the sampler walks stacks in C (Python 3.11+; on 3.11-3.13
+from the interpreter frames, making no frame objects). ``true``
 (default) or ``false``: the pure-Python paths (a hook on OpenTelemetry's runtime context, the
 span processor and the stack walk in Python), as where it is not built.
 """
