@@ -246,13 +246,17 @@ THREAD_CLOCK = _part(
 
 
 # What any Python sampler thread costs the application at the agent's typical rate on the web
-# workload (25 Hz): waking up and taking the GIL (wake-only), and materialising every thread's
-# frames as a stack walk does (walk-only).
+# workload (25 Hz): waking up and taking the GIL (wake-only), holding it as long as a tick does
+# (hold), and materialising every thread's frames as a stack walk from frame objects does
+# (walk-only).
 def _ticker(name: str, description: str) -> Config:
     return Config(name=name, description=description, argv=_launch(name, rate_hz=25))
 
 
 WAKE_ONLY = _ticker("wake-only", "a Python thread waking 25 times a second, doing nothing")
+HOLD = _ticker(
+    "hold", "a Python thread holding the GIL HOLD_US (default 150) at each of 25 wake-ups a second"
+)
 WALK_ONLY = _ticker("walk-only", "a Python thread walking every thread's frames 25 times a second")
 
 # Cost references only (tracing profilers, or not installed by default).
@@ -296,6 +300,7 @@ CONFIGS: Dict[str, Config] = {
         CALIBRATE,
         THREAD_CLOCK,
         WAKE_ONLY,
+        HOLD,
         WALK_ONLY,
         OTELPROF_SAMPLER,
         OTELPROF_NO_SPANS,

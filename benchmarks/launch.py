@@ -163,6 +163,14 @@ def _ticker(work: Callable[[], object]) -> Callable[[argparse.Namespace], Any]:
     return run
 
 
+def _hold_the_gil() -> None:
+    # Python bytecode keeps the GIL: the sampler's tick without its work (HOLD_US, default 150:
+    # about what a tick on the web workload takes).
+    end = time.perf_counter() + float(os.environ.get("HOLD_US", "150")) * 1e-6
+    while time.perf_counter() < end:
+        pass
+
+
 def _walk_all_frames() -> None:
     # The stack walk's effect on the application: every frame of every thread materialised.
     for top in sys._current_frames().values():
@@ -321,6 +329,7 @@ PEERS = {
     "gc-callback": _gc_callback,
     "otelprof-gc": _otelprof_gc,
     "wake-only": _ticker(lambda: None),
+    "hold": _ticker(_hold_the_gil),
     "walk-only": _ticker(_walk_all_frames),
     "calibrate": _calibrate,
     "thread-clock": _thread_clock,
