@@ -232,11 +232,13 @@ frame_code(_PyInterpreterFrame *frame)
 }
 
 /* The first frame from this one on that a traceback would show (as PyFrame_GetBack and
- * sys._current_frames skip them: frames not yet started, and the C stack's entry frames). */
+ * sys._current_frames skip them: frames not yet started, and the C stack's entry frames). The
+ * code check comes first: _PyFrame_IsIncomplete reads the code object of any frame but those
+ * entry frames. */
 static _PyInterpreterFrame *
 complete_frame(_PyInterpreterFrame *frame)
 {
-    while (frame != NULL && (_PyFrame_IsIncomplete(frame) || frame_code(frame) == NULL)) {
+    while (frame != NULL && (frame_code(frame) == NULL || _PyFrame_IsIncomplete(frame))) {
         frame = frame->previous;
     }
     return frame;
