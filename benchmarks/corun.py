@@ -57,6 +57,13 @@ WORKLOADS = {
         "web_service.py",
         ("--scale", scale, "--concurrency", clients, "--rate", rate, "--server", "waitress"),
     ),
+    # The same with its spans exported (encoded as OTLP protobuf, then dropped), as a traced
+    # service does: the span attributes a profiler adds are encoded too.
+    "web_export": lambda scale, clients, rate: Workload(
+        "web_export",
+        "web_service.py",
+        ("--scale", scale, "--concurrency", clients, "--rate", rate, "--export-spans"),
+    ),
     "call_heavy": lambda scale, clients, rate: Workload(
         "call_heavy", "call_heavy.py", ("--scale", scale)
     ),

@@ -8,7 +8,7 @@ import resource
 import sys
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 # The harness names the file each workload writes its measurements to.
 RESULT_ENV = "OTELPROF_BENCH_RESULT"
@@ -65,13 +65,20 @@ class WorkPhase:
 
     Threads that exist when the phase starts (other than the caller) belong to whatever
     was loaded before the workload: a profiler's sampler and exporter threads. Their CPU
-    over the phase is the profiler's own in-process cost, measured directly.
+    over the phase is the profiler's own in-process cost, measured directly. ``own_threads``
+    names the workload's own threads started before the phase (a span exporter's), left out.
     """
+
+    def __init__(self, own_threads: Tuple[str, ...] = ()) -> None:
+        self.own_threads = own_threads
 
     def __enter__(self) -> WorkPhase:
         _meet_at_barrier()
         self._caller = threading.get_native_id()
-        self._before = {t: c for t, c in task_cpu_seconds().items() if t != self._caller}
+        own = {t.native_id for t in threading.enumerate() if t.name in self.own_threads}
+        self._before = {
+            t: c for t, c in task_cpu_seconds().items() if t != self._caller and t not in own
+        }
         self._parts0 = _rusage_parts()
         self._wall0 = time.perf_counter()
         return self

@@ -118,11 +118,18 @@ def create_app(database: Database) -> Flask:
     return app
 
 
-def instrument(app: Flask) -> bool:
-    """Trace requests with the OpenTelemetry SDK (no exporter) when the packages are present.
+SPAN_EXPORT_THREAD = "OtelBatchSpanRecordProcessor"
+"""The SDK's batch span processor thread: the service's own, not a profiler's."""
+
+
+def instrument(app: Flask, export_spans: bool = False) -> bool:
+    """Trace requests with the OpenTelemetry SDK when the packages are present.
 
     The provider is the global one, as ``opentelemetry-instrument`` sets it up: an in-process
     profiler attaches its span processor to it, so span accounting is part of what is measured.
+    ``export_spans``: a batch span processor encodes every span as OTLP protobuf, as an OTLP
+    exporter does before it sends, and drops the bytes (what a service exporting its traces
+    spends on them, network aside; the attributes a profiler adds to spans are encoded too).
     """
     try:
         from opentelemetry import trace
@@ -130,9 +137,27 @@ def instrument(app: Flask) -> bool:
         from opentelemetry.sdk.trace import TracerProvider
     except ImportError:
         return False
-    trace.set_tracer_provider(TracerProvider())
+    provider = TracerProvider()
+    if export_spans:
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        provider.add_span_processor(BatchSpanProcessor(_encoding_exporter()))
+    trace.set_tracer_provider(provider)
     FlaskInstrumentor().instrument_app(app)  # type: ignore[no-untyped-call]
     return True
+
+
+def _encoding_exporter() -> Any:
+    """A span exporter that encodes each batch as OTLP protobuf and drops the bytes."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    class EncodingExporter(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            encode_spans(spans).SerializeToString()
+            return SpanExportResult.SUCCESS
+
+    return EncodingExporter()
 
 
 class Server:
@@ -173,6 +198,11 @@ def main() -> None:
     )
     parser.add_argument("--no-otel", action="store_true", help="serve without span creation")
     parser.add_argument(
+        "--export-spans",
+        action="store_true",
+        help="encode every span as OTLP protobuf in a batch span processor (then drop it)",
+    )
+    parser.add_argument(
         "--server",
         choices=("werkzeug", "waitress"),
         default="werkzeug",
@@ -184,11 +214,11 @@ def main() -> None:
     requests = scaled(REQUESTS, args.scale) // args.concurrency * args.concurrency
     database = seed_database()
     app = create_app(database)
-    traced = False if args.no_otel else instrument(app)
+    traced = False if args.no_otel else instrument(app, args.export_spans)
     loadgen = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loadgen.py")
     # No OTEL_*/PYTHON* variables and no site hooks: no profiler follows into the client.
     client_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL", "PYTHON"))}
-    with WorkPhase() as phase:
+    with WorkPhase(own_threads=(SPAN_EXPORT_THREAD,)) as phase:
         server = Server(args.server, app)
         done = subprocess.run(
             [
@@ -211,6 +241,10 @@ def main() -> None:
             check=False,
         )
         server.stop()
+        if args.export_spans:
+            from opentelemetry import trace
+
+            trace.get_tracer_provider().force_flush()  # type: ignore[attr-defined]
     database.conn.close()
     if done.returncode != 0:
         sys.exit(f"web_service: load generator failed: {done.stderr.strip()}")

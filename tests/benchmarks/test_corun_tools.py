@@ -72,6 +72,30 @@ def test_without_a_barrier_a_work_phase_starts_at_once(monkeypatch: pytest.Monke
     assert phase.cpu_seconds == phase.parts["user"] + phase.parts["system"]
 
 
+def test_the_workloads_own_threads_do_not_count_as_a_profilers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A traced service's span exporter thread starts before the work phase, as a profiler's
+    # threads do; only the profiler's count as its own CPU.
+    monkeypatch.delenv(BARRIER_ENV, raising=False)
+    stop = threading.Event()
+    threads = [
+        threading.Thread(target=stop.wait, name=name, daemon=True)
+        for name in ("span-exporter", "profiler-sampler")
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        with _common.WorkPhase(own_threads=("span-exporter",)) as phase:
+            pass
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert "profiler-sampler" in phase.background_by_thread
+    assert "span-exporter" not in phase.background_by_thread
+
+
 def test_paced_load_sends_each_request_when_it_is_due() -> None:
     import loadgen
 
