@@ -30,6 +30,153 @@
 #endif
 #endif
 
+/* span_clock_ns(): the calling thread's CPU time in ns, for the span processor's exact CPU per
+ * span (two reads per span).
+ *
+ * time.thread_time_ns() reads CLOCK_THREAD_CPUTIME_ID, which brings the scheduler's
+ * accounting of the running thread up to date; a thread found past its time slice is then
+ * preempted on the spot instead of at the next timer tick. When the CPU has other runnable
+ * tasks, two reads per span mean many more preemptions (docs/benchmarks.md: 415 -> 752-818 in
+ * 5 s at 1000 reads a second). A perf task-clock event counts the same time in perf's own
+ * bookkeeping and leaves the scheduler alone, but each thread needs its own event (~10 us to
+ * open and close), which a thread that serves one request never earns back. So a thread reads
+ * the CPU clock for its first SPAN_CLOCK_PERF_AFTER reads and then opens an event, offset so
+ * its readings continue the CPU clock's (a span started on one and ended on the other measures
+ * the same time). The event is closed when the thread exits (a pthread key destructor) and in
+ * a fork child (it would count the parent's thread). Where perf events are refused (seccomp,
+ * perf_event_paranoid 3, no perf support) the CPU clock stays in use; past the file descriptor
+ * limit, for that thread. Linux only; elsewhere the span processor uses time.thread_time_ns. */
+#ifdef __linux__
+#include <errno.h>
+#include <linux/perf_event.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#define HAVE_SPAN_CLOCK 1
+#define SPAN_CLOCK_PERF_AFTER 64
+
+typedef struct {
+    int fd;          /* the thread's task-clock event, -1 while it has none */
+    int failed;      /* opening one failed for this thread: the CPU clock for good */
+    long reads;      /* CPU clock reads so far */
+    int64_t offset;  /* CPU clock at the event's start, ns */
+} SpanClock;
+
+static pthread_key_t span_clock_key;
+static int span_clock_key_made;
+static volatile int perf_refused; /* the process may not open perf events at all */
+
+static void
+span_clock_free(void *slot)
+{
+    SpanClock *clock = slot;
+    if (clock->fd >= 0) {
+        close(clock->fd);
+    }
+    free(clock);
+}
+
+/* In a fork child the calling thread's event counts the parent's thread: drop it, and start
+   over on the CPU clock. (Other threads' slots are not reachable; they do not exist here.) */
+static void
+span_clock_after_fork(void)
+{
+    if (!span_clock_key_made) {
+        return;
+    }
+    SpanClock *clock = pthread_getspecific(span_clock_key);
+    if (clock != NULL) {
+        pthread_setspecific(span_clock_key, NULL);
+        span_clock_free(clock);
+    }
+}
+
+static int64_t
+thread_clock_ns(void)
+{
+    struct timespec now;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) != 0) {
+        return -1;
+    }
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+static void
+span_clock_open(SpanClock *clock)
+{
+    struct perf_event_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.type = PERF_TYPE_SOFTWARE;
+    attr.size = sizeof attr;
+    attr.config = PERF_COUNT_SW_TASK_CLOCK;
+    attr.disabled = 1;
+    int fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
+    if (fd < 0) {
+        if (errno != EMFILE && errno != ENFILE) {
+            perf_refused = 1;
+        }
+        clock->failed = 1;
+        return;
+    }
+    int64_t start = thread_clock_ns();
+    if (start < 0 || ioctl(fd, PERF_EVENT_IOC_ENABLE, 0) != 0) {
+        close(fd);
+        clock->failed = 1;
+        return;
+    }
+    clock->fd = fd;
+    clock->offset = start;
+}
+
+static int64_t
+span_clock_read(void)
+{
+    SpanClock *clock = pthread_getspecific(span_clock_key);
+    if (clock == NULL) {
+        clock = calloc(1, sizeof *clock);
+        if (clock == NULL || pthread_setspecific(span_clock_key, clock) != 0) {
+            free(clock);
+            return thread_clock_ns();
+        }
+        clock->fd = -1;
+    }
+    if (clock->fd < 0 && !clock->failed && !perf_refused &&
+        ++clock->reads > SPAN_CLOCK_PERF_AFTER) {
+        span_clock_open(clock);
+    }
+    if (clock->fd >= 0) {
+        uint64_t count;
+        if (read(clock->fd, &count, sizeof count) == (ssize_t)sizeof count) {
+            return clock->offset + (int64_t)count;
+        }
+    }
+    return thread_clock_ns();
+}
+
+static PyObject *
+span_clock_ns(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    int64_t now = span_clock_read();
+    if (now < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLongLong(now);
+}
+
+static PyObject *
+span_clock_source(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    SpanClock *clock = pthread_getspecific(span_clock_key);
+    if (clock != NULL && clock->fd >= 0) {
+        return PyUnicode_FromString("perf");
+    }
+    return PyUnicode_FromString(perf_refused ? "refused" : "thread");
+}
+#endif
+
 #ifndef Py_GIL_DISABLED
 static PyObject *
 thread_context(PyObject *module, PyObject *arg)
@@ -815,6 +962,16 @@ static PyMethodDef native_methods[] = {
      "{ident: ident} for every thread running Python code: what walk_thread takes, as "
      "sys._current_frames() gives what walk_stack takes."},
 #endif
+#ifdef HAVE_SPAN_CLOCK
+    {"span_clock_ns", span_clock_ns, METH_NOARGS,
+     "span_clock_ns()\n--\n\n"
+     "The calling thread's CPU time, ns: its CPU clock at first, then a perf task-clock event "
+     "continuing it (which does not make the scheduler preempt the thread early)."},
+    {"span_clock_source", span_clock_source, METH_NOARGS,
+     "span_clock_source()\n--\n\n"
+     "What span_clock_ns reads on the calling thread now: 'thread' (its CPU clock), 'perf', or "
+     "'refused' (the CPU clock: this process may not open perf events)."},
+#endif
 #ifndef Py_GIL_DISABLED
     {"thread_context", thread_context, METH_O,
      "thread_context(ident, /)\n--\n\n"
@@ -850,6 +1007,17 @@ PyInit__native(void)
     if (module == NULL) {
         return NULL;
     }
+#ifdef HAVE_SPAN_CLOCK
+    if (!span_clock_key_made) {
+        if (pthread_key_create(&span_clock_key, span_clock_free) != 0 ||
+            pthread_atfork(NULL, NULL, span_clock_after_fork) != 0) {
+            Py_DECREF(module);
+            PyErr_SetString(PyExc_OSError, "otelprof._native: no thread slot for the span clock");
+            return NULL;
+        }
+        span_clock_key_made = 1;
+    }
+#endif
 #ifndef Py_GIL_DISABLED
     for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++) {
         if (*interned[i] == NULL &&

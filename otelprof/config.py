@@ -84,6 +84,7 @@ class ProfilerConfig:
     whole_run: Optional[str] = None
     # Span correlation and the span attributes it adds (docs/correlation.md).
     span_attributes: bool = True
+    span_cpu_clock: str = "thread"
     native: bool = True
     max_endpoints: int = 100
     max_task_names: int = 100
@@ -129,7 +130,7 @@ _INT_SETTINGS = frozenset(
 )
 _TEXT_SETTINGS = frozenset(
     {"protocol", "endpoint", "compression", "service_name", "precise_clock", "whole_run"}
-    | {"window_signal"}
+    | {"window_signal", "span_cpu_clock"}
 )
 _PATH_SETTINGS = frozenset(
     {"output_dir", "certificate_file", "client_key_file", "client_certificate_file"}
@@ -668,7 +669,16 @@ _CORRELATION_CAPS = (
 )
 
 
+SPAN_CPU_CLOCKS = ("thread", "task")
+"""thread: CLOCK_THREAD_CPUTIME_ID (exact); task: a perf task-clock once a thread is long-lived."""
+
+
 def _validate_correlation(config: ProfilerConfig) -> None:
+    if config.span_cpu_clock not in SPAN_CPU_CLOCKS:
+        raise ConfigError(
+            f"span_cpu_clock must be one of {', '.join(SPAN_CPU_CLOCKS)},"
+            f" got {config.span_cpu_clock!r}"
+        )
     for name, _ in _CORRELATION_FLAGS:
         if not isinstance(getattr(config, name), bool):
             raise ConfigError(f"{name} must be true or false, got {getattr(config, name)!r}")
@@ -692,4 +702,7 @@ def _resolve_correlation(
             if key in explicit
             else _env_number(environ, env_name, getattr(default, key), int, key)
         )
+    out["span_cpu_clock"] = explicit.get("span_cpu_clock") or _env_choice(
+        environ, ev.OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK, SPAN_CPU_CLOCKS, default.span_cpu_clock
+    )
     return out

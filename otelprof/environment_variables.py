@@ -212,6 +212,22 @@ Add profile summaries to the application's spans when they end: ``otelprof.cpu_t
 spans. ``true`` (default) or ``false``. Needs an OpenTelemetry SDK ``TracerProvider``.
 """
 
+OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK = "OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK"
+"""
+.. envvar:: OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK
+
+The clock behind ``otelprof.cpu_time_ns`` on synchronous spans, read when a span starts and
+ends. ``thread`` (default): the thread's CPU clock (``CLOCK_THREAD_CPUTIME_ID``), exact. Reading
+it brings the scheduler's accounting of the thread up to date, and a thread past its time slice
+is then preempted at once: on CPUs with more runnable threads than they can run, that means
+more context switches. ``task``: after a thread's first 64 reads, a perf ``task-clock`` event
+of its own (Linux, where perf events are allowed; the C extension), continuing the same count
+without touching the scheduler; it also counts interrupt and steal time spent while the thread
+was on its CPU (measured 1-10 % more on a busy machine). Worth it for pools of long-lived
+threads on oversubscribed CPUs (docs/benchmarks.md: context switches +17 % -> +1.2 % on a
+4-thread waitress service); threads that serve one request keep the CPU clock.
+"""
+
 OTEL_PYTHON_PROFILER_NATIVE = "OTEL_PYTHON_PROFILER_NATIVE"
 """
 .. envvar:: OTEL_PYTHON_PROFILER_NATIVE

@@ -175,6 +175,30 @@ def describe(code: CodeType) -> str:
     return f"{function_name(code)} ({short}:{code.co_firstlineno})"
 
 
+def _span_clock(name: str, native: bool) -> Callable[[], int]:
+    """The clock of ``otelprof.cpu_time_ns`` (OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK).
+
+    ``thread``: ``time.thread_time_ns``. ``task``: ``otelprof._native.span_clock_ns``, which
+    moves a long-lived thread onto a perf task-clock event that does not make the scheduler
+    preempt it early (see the C source); where the extension has none (not Linux, not built,
+    ``native`` off) the thread clock, said once.
+    """
+    if name == "task":
+        try:
+            if native:
+                from otelprof._native import span_clock_ns
+
+                clock: Callable[[], int] = span_clock_ns
+                return clock
+        except ImportError:
+            pass
+        _logger.warning(
+            "otelprof: OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK=task needs the C extension on Linux;"
+            " using the thread CPU clock"
+        )
+    return time.thread_time_ns
+
+
 def _native_hooks() -> Optional[Callable[..., Any]]:
     """``otelprof._native.SpanHooks`` where it can stand in for the Python hooks below: the
     extension was built and the SDK's span layout is the one it reads."""
@@ -201,11 +225,14 @@ class SpanAccounting:
         *,
         span_attributes: bool = True,
         pyroscope_profile_id: bool = False,
-        thread_cpu_ns: Callable[[], int] = time.thread_time_ns,
+        cpu_clock: str = "thread",
+        thread_cpu_ns: Optional[Callable[[], int]] = None,
         native: bool = True,
     ) -> None:
         self.span_attributes = span_attributes
         self.pyroscope_profile_id = pyroscope_profile_id
+        if thread_cpu_ns is None:
+            thread_cpu_ns = _span_clock(cpu_clock, native)
         self._thread_cpu_ns = thread_cpu_ns
         self._live: Dict[int, List[Any]] = {}
         self._descriptions: Dict[CodeType, str] = {}

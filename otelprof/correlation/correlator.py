@@ -39,13 +39,14 @@ class SpanCorrelator:
         self,
         *,
         span_attributes: bool = True,
+        span_cpu_clock: str = "thread",
         max_endpoints: int = 100,
         max_task_names: int = 100,
         pyroscope_profile_id: bool = False,
         tracer_provider: Any = None,
         clock: Callable[[], float] = time.monotonic,
         native: bool = True,
-        thread_cpu_ns: Callable[[], int] = time.thread_time_ns,
+        thread_cpu_ns: Optional[Callable[[], int]] = None,
     ) -> None:
         from otelprof.spans import SpanAccounting
 
@@ -53,6 +54,7 @@ class SpanCorrelator:
         self.accounting = SpanAccounting(
             span_attributes=span_attributes,
             pyroscope_profile_id=pyroscope_profile_id,
+            cpu_clock=span_cpu_clock,
             thread_cpu_ns=thread_cpu_ns,
             native=native,
         )
@@ -78,6 +80,7 @@ class SpanCorrelator:
     def from_config(cls, config: ProfilerConfig) -> SpanCorrelator:
         return cls(
             span_attributes=config.span_attributes,
+            span_cpu_clock=config.span_cpu_clock,
             max_endpoints=config.max_endpoints,
             max_task_names=config.max_task_names,
             pyroscope_profile_id=config.pyroscope_profile_id,

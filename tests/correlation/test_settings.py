@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import sys
+import time
+from types import ModuleType
+from typing import Any, Optional
 
 import pytest
 
 from otelprof import Profiler
 from otelprof.config import ConfigError, resolve_config
 from otelprof.export.memory import InMemoryProfileExporter
+
+_native: Optional[ModuleType]
+try:
+    from otelprof import _native
+except ImportError:  # the optional extension was not built
+    _native = None
 
 
 def test_defaults() -> None:
@@ -19,6 +28,7 @@ def test_defaults() -> None:
     assert config.max_endpoints == 100
     assert config.max_task_names == 100
     assert config.pyroscope_profile_id is False
+    assert config.span_cpu_clock == "thread"
 
 
 def test_from_the_environment() -> None:
@@ -29,8 +39,10 @@ def test_from_the_environment() -> None:
             "OTEL_PYTHON_PROFILER_MAX_TASK_NAMES": "7",
             "OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID": "TRUE",
             "OTEL_PYTHON_PROFILER_NATIVE": "false",
+            "OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK": "Task",
         }
     )
+    assert config.span_cpu_clock == "task"
     assert (config.span_attributes, config.max_endpoints) == (False, 0)
     assert config.native is False
     assert (config.max_task_names, config.pyroscope_profile_id) == (7, True)
@@ -44,6 +56,7 @@ def test_from_the_environment() -> None:
         ("OTEL_PYTHON_PROFILER_MAX_TASK_NAMES", "10001"),
         ("OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES", "maybe"),
         ("OTEL_PYTHON_PROFILER_NATIVE", "sometimes"),
+        ("OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK", "perf"),
     ],
 )
 def test_a_bad_environment_value_logs_and_keeps_the_default(
@@ -63,6 +76,7 @@ def test_a_bad_environment_value_logs_and_keeps_the_default(
         ("span_attributes", "yes", "span_attributes must be true or false"),
         ("pyroscope_profile_id", 1, "pyroscope_profile_id must be true or false"),
         ("native", "no", "native must be true or false"),
+        ("span_cpu_clock", "wall", "span_cpu_clock must be one of thread, task"),
     ],
 )
 def test_a_bad_explicit_value_raises(key: str, value: Any, message: str) -> None:
@@ -88,3 +102,19 @@ def test_the_profiler_wires_its_settings_into_the_correlator() -> None:
         exporter=InMemoryProfileExporter(), native=False
     ).correlation.active.reads_thread_state
     assert profiler.sampler.tagger == correlator.tag
+
+
+def test_the_span_cpu_clock_setting_picks_the_span_processors_clock(caplog: Any) -> None:
+    def clock_of(**settings: Any) -> Any:
+        profiler = Profiler(exporter=InMemoryProfileExporter(), **settings)
+        return profiler.correlation.accounting._thread_cpu_ns
+
+    assert clock_of() is time.thread_time_ns
+    native_clock = getattr(_native, "span_clock_ns", None) if _native is not None else None
+    if sys.platform.startswith("linux") and _native is not None:
+        assert native_clock is not None, "otelprof._native was built without span_clock_ns"
+    if native_clock is not None:
+        assert clock_of(span_cpu_clock="task") is native_clock
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        assert clock_of(span_cpu_clock="task", native=False) is time.thread_time_ns
+    assert "SPAN_CPU_CLOCK=task needs the C extension" in caplog.text
