@@ -37,8 +37,9 @@
  * accounting of the running thread up to date; a thread found past its time slice is then
  * preempted on the spot instead of at the next timer tick. When the CPU has other runnable
  * tasks, two reads per span mean many more preemptions (docs/benchmarks.md: 415 -> 752-818 in
- * 5 s at 1000 reads a second). A perf task-clock event counts the same time in perf's own
- * bookkeeping and leaves the scheduler alone, but each thread needs its own event (~10 us to
+ * 5 s at 1000 reads a second). A perf task-clock event counts the thread's time on its CPU in
+ * perf's own bookkeeping and leaves the scheduler alone (it also counts the interrupts served
+ * meanwhile, which the CPU clock leaves out), but each thread needs its own event (~10 us to
  * open and close), which a thread that serves one request never earns back. So a thread reads
  * the CPU clock for its first SPAN_CLOCK_PERF_AFTER reads and then opens an event, offset so
  * its readings continue the CPU clock's (a span started on one and ended on the other measures
