@@ -224,9 +224,9 @@ more context switches. ``task``: after a thread's first 64 reads, a perf ``task-
 of its own (Linux, where perf events are allowed; the C extension), continuing the same count
 without touching the scheduler; it also counts interrupt and steal time spent while the thread
 was on its CPU (measured 1-10 % more on a busy machine). Worth it for pools of long-lived
-threads on oversubscribed CPUs (docs/benchmarks.md, a 4-thread waitress service: context
-switches +15.8 % -> +6.7 %, CPU +3.6 % -> +2.1 %); threads that serve one request keep the
-CPU clock.
+threads on oversubscribed CPUs (docs/benchmarks.md, a 4-thread waitress service, two runs:
+context switches +15.8/+15.9 % -> +6.7/+4.5 %, CPU +3.6/+4.4 % -> +2.1/+3.4 %); threads that
+serve one request keep the CPU clock.
 """
 
 OTEL_PYTHON_PROFILER_NATIVE = "OTEL_PYTHON_PROFILER_NATIVE"
