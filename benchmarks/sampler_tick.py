@@ -56,17 +56,11 @@ stack: ``walk_stack`` (frame objects from ``sys._current_frames()``); python: no
 
 
 def _sampler(walk: str) -> object:
-    from otelprof.samplers.stack import StackSampler
+    from otelprof.samplers.stack import StackSampler, walk_named
 
-    sampler = StackSampler(native=walk != "python")
-    if walk == "thread":
-        from otelprof._native import thread_handles, walk_thread
-
-        sampler._handles, sampler._walk = thread_handles, walk_thread
-    elif walk == "stack":
-        from otelprof._native import walk_stack
-
-        sampler._handles, sampler._walk = sys._current_frames, walk_stack
+    sampler = StackSampler()
+    if walk != "auto":
+        sampler._handles, sampler._walk = walk_named(walk)
     return sampler
 
 

@@ -117,10 +117,7 @@ class StackSampler:
         self.interval_seconds = interval_seconds
         # The C walk where the extension has one (native=False: always the Python one), and
         # what it walks from: per thread ident, a frame, or the ident itself for walk_thread.
-        walk: Tuple[Handles, Walk] = (_native_walk() if native else None) or (
-            sys._current_frames,
-            _walk,
-        )
+        walk = (_native_walk() if native else None) or walk_named("python")
         self._handles, self._walk = walk
         self.rate = rate  # None: a fixed interval
         self.max_depth = max_depth
@@ -311,25 +308,37 @@ def _walk(frame: Optional[FrameType], max_depth: int) -> Tuple[_StackKey, List[C
     return tuple(key), codes
 
 
-def _native_walk() -> Optional[Tuple[Handles, Walk]]:
-    """The extension's walk and what it walks from, where it was built with one.
+def walk_named(name: str) -> Tuple[Handles, Walk]:
+    """A stack walk and what it walks from: ``thread``, ``stack`` or ``python``.
 
-    ``walk_thread`` (CPython 3.11-3.13 with a GIL) reads each thread's interpreter frames and
-    makes no frame object; ``walk_stack`` (3.11+ with a GIL) follows frame objects from
-    ``sys._current_frames()``, which makes one for every running frame it reaches, for the
-    application's threads to free when their functions return.
+    ``thread``: ``otelprof._native.walk_thread`` (CPython 3.11-3.13 with a GIL) reads each
+    thread's interpreter frames and makes no frame object. ``stack``: ``walk_stack`` (3.11+
+    with a GIL) follows frame objects from ``sys._current_frames()``, which makes one for every
+    running frame it reaches, for the application's threads to free when their functions
+    return. ``python``: ``_walk``, the same from Python. ImportError for a C walk the extension
+    was built without.
     """
-    try:
+    if name == "thread":
         from otelprof._native import thread_handles, walk_thread
-    except ImportError:
-        pass
-    else:
+
         return thread_handles, walk_thread
-    try:
+    if name == "stack":
         from otelprof._native import walk_stack
-    except ImportError:
-        return None
-    return sys._current_frames, walk_stack
+
+        return sys._current_frames, walk_stack
+    if name == "python":
+        return sys._current_frames, _walk
+    raise ValueError(f"no stack walk named {name!r} (thread, stack or python)")
+
+
+def _native_walk() -> Optional[Tuple[Handles, Walk]]:
+    """The best C walk the extension was built with, None without one."""
+    for name in ("thread", "stack"):
+        try:
+            return walk_named(name)
+        except ImportError:
+            pass
+    return None
 
 
 def _new_thread_state(thread: Optional[threading.Thread]) -> _ThreadState:

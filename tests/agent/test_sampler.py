@@ -291,12 +291,12 @@ def _current_functions(thread_name: str) -> list:
 FRAME_RACE = """
 import gc, sys, threading
 from otelprof.samplers.stack import StackSampler
-walk = sys.argv[1]  # native: the sampler's choice; stack: walk_stack, from frame objects
+from otelprof.samplers.stack import walk_named
+walk = sys.argv[1]  # native: the sampler's choice; else walk_named's
 walker = "_walk" if walk == "python" else "_sample_threads"  # a C walk has no frame of its own
-sampler = StackSampler(native=walk != "python")
-if walk == "stack":
-    from otelprof._native import walk_stack
-    sampler._handles, sampler._walk = sys._current_frames, walk_stack
+sampler = StackSampler()
+if walk != "native":
+    sampler._handles, sampler._walk = walk_named(walk)
 
 ready = threading.Event()
 release = threading.Lock()
@@ -557,3 +557,5 @@ def test_the_sampler_walks_in_c_unless_told_not_to():
     walk = _c_walk_thread() or _c_walk_stack() or stack_module._walk
     assert StackSampler()._walk is walk
     assert StackSampler(native=False)._walk is stack_module._walk
+    with pytest.raises(ValueError, match="no stack walk named 'frames'"):
+        stack_module.walk_named("frames")
