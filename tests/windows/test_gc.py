@@ -56,9 +56,17 @@ def test_collections_are_charged_to_the_stack_that_triggered_them(low_threshold:
     drained = sampler.drain()
     assert sampler.collections > 0 and sampler.total_nanos > 0
     assert all(stack[0] == GC_FRAME for stack, *_ in drained)
-    callers = {stack[1].function for stack, *_ in drained}
-    assert "allocate_cycles" in callers  # automatic collections, triggered by allocation
-    assert "collect_explicitly" in callers  # gc.collect() is C code: its caller is charged
+    below_gc = [[frame.function for frame in stack[1:]] for stack, *_ in drained]
+    # Automatic collections, triggered by allocation. Up to 3.11 the collection runs inside the
+    # allocation, so allocate_cycles (or Node.__init__, allocating the instance dict) is on top;
+    # from 3.12 it runs at the next eval-breaker check, a few instructions later, which can be
+    # the entry of the Node.__init__ call: either way allocate_cycles is on the charged stack.
+    assert any(
+        "allocate_cycles" in functions[:2] and "collect_explicitly" not in functions
+        for functions in below_gc
+    ), below_gc
+    # gc.collect() is C code: its caller is on top.
+    assert any(functions[0] == "collect_explicitly" for functions in below_gc), below_gc
     thread_ids = {thread_id for _, thread_id, *_ in drained}
     assert thread_ids == {threading.get_native_id()}
     assert sum(nanos for *_, nanos in drained) == sampler.total_nanos
