@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
-from otelprof._threads import AGENT_THREAD_IDENTS
+from otelprof._threads import AGENT_THREAD_IDENTS, native_id_of
 from otelprof.frames import FrameResolver
 from otelprof.model import (
     CPU_NANOS,
@@ -116,7 +116,7 @@ class GCSampler:
                 entry[0] += debt
             if ident not in self._labels:
                 thread = threading.current_thread()
-                self._labels[ident] = (thread.native_id or ident, thread.name)
+                self._labels[ident] = (native_id_of(ident, thread) or ident, thread.name)
 
     # -- handing data over ---------------------------------------------------------------------
 

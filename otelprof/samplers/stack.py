@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
-from otelprof._threads import AGENT_THREAD_IDENTS, gc_held_off, start_agent_thread
+from otelprof._threads import AGENT_THREAD_IDENTS, gc_held_off, native_id_of, start_agent_thread
 from otelprof.frames import FrameResolver
 from otelprof.model import (
     CPU_NANOS,
@@ -214,7 +214,7 @@ class StackSampler:
                 state = cpu_state.get(ident)
                 thread = active.get(ident)
                 if state is None or state.thread is not thread:
-                    state = cpu_state[ident] = _new_thread_state(thread)
+                    state = cpu_state[ident] = _new_thread_state(ident, thread)
                     # A thread not seen before (or a reused ident). Its CPU clock counts from
                     # the thread's creation, so a thread born since the last tick is charged
                     # all of it: servers that start a thread per request would otherwise lose
@@ -341,8 +341,8 @@ def _native_walk() -> Optional[Tuple[Handles, Walk]]:
     return None
 
 
-def _new_thread_state(thread: Optional[threading.Thread]) -> _ThreadState:
-    return _ThreadState(thread, _thread_cpu_clock(getattr(thread, "native_id", None)))
+def _new_thread_state(ident: int, thread: Optional[threading.Thread]) -> _ThreadState:
+    return _ThreadState(thread, _thread_cpu_clock(native_id_of(ident, thread)))
 
 
 def _read_cpu(state: _ThreadState) -> int:
@@ -352,8 +352,12 @@ def _read_cpu(state: _ThreadState) -> int:
         return 0
     try:
         current: Optional[int] = time.clock_gettime_ns(clock)
-    except OSError:  # the thread exited between _current_frames() and now
+    except OSError:
+        # The thread exited between the listing and now, or the clock names no thread of this
+        # process (a stale thread id): stop trusting it, so the thread is walked at every tick
+        # instead of keeping a stack that "used no CPU".
         current = None
+        state.clock = None
     previous, state.cpu_ns = state.cpu_ns, current
     if current is None or previous is None or current < previous:
         return 0
@@ -394,7 +398,7 @@ class StackInterner:
 def _thread_label(ident: int, thread: Optional[threading.Thread]) -> Tuple[int, str]:
     if thread is None:
         return ident, f"Thread-{ident}"
-    return (thread.native_id or ident), thread.name
+    return (native_id_of(ident, thread) or ident), thread.name
 
 
 def snapshot_to_profiles(snapshot: StackSnapshot, period_nanos: int) -> List[Profile]:

@@ -23,11 +23,29 @@ def _by_pid(directory):
     return grouped
 
 
-def _functions(requests) -> set:
+def _functions(requests, sample_type: str = "wall") -> set:
     names: set = set()
     for request in requests:
-        names |= sampled_functions(request, "wall")
+        names |= sampled_functions(request, sample_type)
     return names
+
+
+def _cpu_thread_ids(requests) -> set:
+    """The ``thread.id`` of every cpu sample with a value."""
+    ids = set()
+    for request in requests:
+        d = request.dictionary
+        for profile in request.resource_profiles[0].scope_profiles[0].profiles:
+            if d.string_table[profile.sample_type.type_strindex] != "cpu":
+                continue
+            for sample in profile.samples:
+                if not any(sample.values):
+                    continue
+                for index in sample.attribute_indices:
+                    attribute = d.attribute_table[index]
+                    if d.string_table[attribute.key_strindex] == "thread.id":
+                        ids.add(attribute.value.int_value)
+    return ids
 
 
 def test_os_fork_and_multiprocessing_children_profile_themselves(tmp_path):
@@ -54,6 +72,11 @@ def test_os_fork_and_multiprocessing_children_profile_themselves(tmp_path):
     # Each process reports its own work, and the parent's pre-fork data is not duplicated.
     assert "forked_child_work" in _functions(grouped[forked])
     assert "mp_child_work" in _functions(grouped[mp_child])
+    # CPU time too, on the child's own kernel thread id: the thread that forked keeps the
+    # parent's native_id in CPython, and a CPU clock derived from it reads nothing.
+    assert "forked_child_work" in _functions(grouped[forked], "cpu")
+    assert _cpu_thread_ids(grouped[forked]) == {int(forked)}
+    assert "mp_child_work" in _functions(grouped[mp_child], "cpu")
     assert "parent_work" not in _functions(grouped[forked])
     assert "parent_work" in _functions(grouped[parent])
     instance_ids = {resource_of(r[0])["service.instance.id"] for r in grouped.values()}
@@ -116,4 +139,5 @@ def test_gunicorn_prefork_workers_are_profiled(tmp_path):
     assert worker_pids <= set(grouped), (worker_pids, set(grouped))
     for pid in worker_pids:
         assert all(check_request(r) == [] for r in grouped[pid])
-        assert "handle_request" in _functions(grouped[pid]) or grouped[pid]
+        assert "handle_request" in _functions(grouped[pid], "cpu"), pid
+        assert int(pid) in _cpu_thread_ids(grouped[pid])

@@ -9,6 +9,7 @@ import pathlib
 import sys
 import sysconfig
 import threading
+import time
 import types
 
 import pytest
@@ -276,6 +277,64 @@ def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again():
         for state in sampler._cpu_state.values()
         for value in (state.key, *state.codes)
     )
+
+
+def _dead_native_id() -> int:
+    thread = threading.Thread(target=lambda: None)
+    thread.start()
+    thread.join()
+    assert thread.native_id is not None
+    return thread.native_id
+
+
+def test_a_thread_whose_cpu_clock_fails_is_walked_at_every_tick():
+    # A clock that names no thread of this process (a stale kernel thread id) reads nothing;
+    # trusting it would keep the thread's first stack for ever, as a thread "using no CPU".
+    walks = []
+    sampler = StackSampler(interval_seconds=0.01)
+    real_walk = sampler._walk
+
+    def counting_walk(frame, max_depth):
+        key, codes = real_walk(frame, max_depth)
+        walks.append([code.co_name for code in codes])
+        return key, codes
+
+    sampler._walk = counting_walk
+    read_end, write_end = os.pipe()
+    moved = threading.Event()
+    try:
+        with ParkedThread("mover", lambda a, r: move_between(a, r, read_end, moved)) as mover:
+            wait_until(lambda: blocked_reading(mover.thread, read_end))
+            sampler.sample_once()
+            state = sampler._cpu_state[mover.thread.ident]
+            state.clock = stack_module._thread_cpu_clock(_dead_native_id())
+            sampler.sample_once()
+            os.write(write_end, b"x")
+            assert moved.wait(10)
+            wait_until(lambda: "second_stop" in _current_functions("mover"))
+            sampler.sample_once()
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert state.clock is None
+    assert sum("second_stop" in names for names in walks) == 1
+
+
+def test_the_thread_that_forked_has_its_own_kernel_id_in_the_child():
+    from otelprof._threads import native_id_of
+
+    pid = os.fork()
+    if pid == 0:  # CPython leaves the parent's value in this thread's Thread.native_id
+        try:
+            native_id = native_id_of(threading.get_ident(), threading.current_thread())
+            ok = native_id == threading.get_native_id()
+            clock = stack_module._thread_cpu_clock(native_id)
+            ok = ok and clock is not None and time.clock_gettime_ns(clock) > 0
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 def _current_functions(thread_name: str) -> list:
