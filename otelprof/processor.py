@@ -87,6 +87,10 @@ class ExportProcessor:
         self.dropped_requests = 0
         self.exported_requests = 0
         self.failed_requests = 0
+        # Failed attempts since the last success: the first one of an outage is a warning (a
+        # wrong endpoint must not go unnoticed for the minute before a profile is given up).
+        self._failures_in_a_row = 0
+        self._last_failure = ""
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -119,8 +123,7 @@ class ExportProcessor:
     def force_flush(self, timeout_seconds: float = 10.0) -> bool:
         """Collect now and try to send everything queued; True if the queue emptied in time."""
         if self._thread is None or not self._thread.is_alive():
-            self._final_flush(self._clock() + timeout_seconds)
-            return not self._queue
+            return self._final_flush(self._clock() + timeout_seconds)
         done = threading.Event()
         self._flush_requests.append(done)
         self._wake.set()
@@ -194,7 +197,10 @@ class ExportProcessor:
             self._queue.popleft()
             now = self._clock()
 
-    def _attempt(self, pending: _Pending, timeout_seconds: Optional[float] = None) -> ExportStatus:
+    def _attempt(
+        self, pending: _Pending, timeout_seconds: Optional[float] = None, final: bool = False
+    ) -> ExportStatus:
+        """One export of ``pending``; ``final``: at shutdown, where a failure is not retried."""
         now = self._clock()
         if pending.first_attempt is None:
             pending.first_attempt = now
@@ -208,6 +214,11 @@ class ExportProcessor:
             return ExportStatus.PERMANENT
         if result.status is ExportStatus.SUCCESS:
             self.exported_requests += 1
+            if self._failures_in_a_row:
+                _logger.info(
+                    "otelprof: export recovered after %d failed attempt(s)", self._failures_in_a_row
+                )
+                self._failures_in_a_row = 0
             if result.message:
                 self._throttle.warn("export partially rejected: %s", result.message)
             return result.status
@@ -215,6 +226,10 @@ class ExportProcessor:
             self.failed_requests += 1
             self._throttle.warn("export refused, profile dropped: %s", result.message)
             return result.status
+        self._failures_in_a_row += 1
+        self._last_failure = result.message
+        if final:  # no time is left to retry: the caller counts the profile as lost
+            return ExportStatus.RETRYABLE
         elapsed = self._clock() - pending.first_attempt
         delay = self.retry_policy.next_delay_seconds(
             pending.attempts - 1, result.retry_after_seconds
@@ -228,19 +243,42 @@ class ExportProcessor:
             )
             return ExportStatus.PERMANENT
         pending.next_attempt = self._clock() + delay
-        _logger.debug("otelprof: export will be retried in %.1fs: %s", delay, result.message)
+        if self._failures_in_a_row == 1:
+            _logger.warning(
+                "otelprof: export failed, retrying with backoff for up to %.0fs "
+                "(profiles stay queued, %d at most): %s",
+                self.retry_policy.max_elapsed_seconds,
+                self._queue_size,
+                result.message,
+            )
+        else:
+            _logger.debug("otelprof: export will be retried in %.1fs: %s", delay, result.message)
         return ExportStatus.RETRYABLE
 
-    def _final_flush(self, deadline: float) -> None:
-        """One last collection, then one attempt per queued request while time remains."""
+    def _final_flush(self, deadline: float) -> bool:
+        """One last collection, then one attempt per queued request while time remains; True
+        if every request was delivered."""
         self._collect_once()
+        delivered = True
+        failed = 0
         while self._queue and self._clock() < deadline:
             remaining = min(self.timeout_seconds, deadline - self._clock())
-            status = self._attempt(self._queue[0], max(remaining, 0.001))
+            status = self._attempt(self._queue[0], max(remaining, 0.001), final=True)
             self._queue.popleft()
+            delivered = delivered and status is ExportStatus.SUCCESS
             if status is ExportStatus.RETRYABLE:
-                self.failed_requests += 1
+                failed += 1
+        if failed:
+            # No time is left to retry: say what is lost, and why, in one line.
+            self.failed_requests += failed
+            _logger.warning(
+                "otelprof: %d profile(s) not sent (the last attempt, at shutdown or flush): %s",
+                failed,
+                self._last_failure,
+            )
         if self._queue:
             self.dropped_requests += len(self._queue)
             self._throttle.warn("%d profile(s) not sent before shutdown", len(self._queue))
             self._queue.clear()
+            delivered = False
+        return delivered

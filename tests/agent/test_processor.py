@@ -207,3 +207,42 @@ def test_a_full_queue_keeps_backing_off_instead_of_retrying_at_every_collection(
     clock.advance(15.0)
     processor.step()
     assert exporter.attempts == 2
+
+
+def test_an_outage_is_a_warning_at_its_first_failure_and_its_end_is_logged(caplog):
+    # A wrong endpoint must show at the default log level long before a profile is given up.
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    exporter.set_results([RETRY, RETRY, RETRY])
+    processor = _processor(exporter, clock)
+    with caplog.at_level(logging.INFO, logger="otelprof"):
+        clock.advance(10.0)
+        processor.step()  # attempt 1 fails: the outage begins
+        for _ in range(3):  # attempts 2 and 3 fail, 4 succeeds
+            clock.advance(processor.step() or 0.0)
+        processor.step()
+    assert _tags(exporter) == ["request-1"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "otelprof: export failed, retrying with backoff for up to 60s "
+        "(profiles stay queued, 16 at most): unavailable"
+    ]
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == ["otelprof: export recovered after 3 failed attempt(s)"]
+    caplog.clear()
+    exporter.set_results([RETRY])
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        clock.advance(10.0)
+        processor.step()  # a new outage: a new warning
+    assert ["export failed, retrying" in r.getMessage() for r in caplog.records] == [True]
+
+
+def test_a_profile_the_last_attempt_fails_to_send_is_logged_with_the_reason(caplog):
+    clock, exporter = FakeSeconds(), InMemoryProfileExporter()
+    exporter.set_results([RETRY])
+    processor = _processor(exporter, clock)
+    with caplog.at_level(logging.WARNING, logger="otelprof"):
+        assert not processor.force_flush(1.0)  # no thread: the final flush, one attempt
+    assert processor.failed_requests == 1 and not processor._queue
+    assert [r.getMessage() for r in caplog.records] == [
+        "otelprof: 1 profile(s) not sent (the last attempt, at shutdown or flush): unavailable"
+    ]
