@@ -11,11 +11,17 @@ _logger = logging.getLogger("otelprof")
 
 
 def _configure_logging() -> None:
-    level = os.environ.get(ev.OTEL_PYTHON_PROFILER_LOG_LEVEL, "").strip().upper()
+    raw = os.environ.get(ev.OTEL_PYTHON_PROFILER_LOG_LEVEL, "")
+    level = raw.strip().upper()
     if not level:
         return
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        _logger.warning("otelprof: ignoring %s=%r", ev.OTEL_PYTHON_PROFILER_LOG_LEVEL, level)
+        _logger.warning(
+            "otelprof: ignoring %s=%r (supported: debug, info, warning, error, critical); "
+            "the otelprof logger keeps the level it has (warnings and errors by default)",
+            ev.OTEL_PYTHON_PROFILER_LOG_LEVEL,
+            raw,
+        )
         return
     _logger.setLevel(level)
     if not _logger.handlers:

@@ -77,6 +77,32 @@ def _flags(parser_factory_name: str) -> List[Tuple[str, str]]:
     return rows
 
 
+def _keyword_section() -> List[str]:
+    import dataclasses
+
+    from otelprof.config import KEYWORD_VARIABLES, ExporterConfig, ProfilerConfig
+
+    defaults = {f.name: f for f in dataclasses.fields(ProfilerConfig)}
+    defaults.update({f.name: f for f in dataclasses.fields(ExporterConfig)})
+    out = [
+        "",
+        "## Keyword arguments",
+        "",
+        "`otelprof.start(**settings)` and `otelprof.Profiler(**settings)` take these; each wins",
+        "over its variable. Exporter settings go in as plain keywords too",
+        '(`otelprof.start(endpoint="http://collector:4317", headers={"x-tenant": "a"})`).',
+        "",
+        "| Keyword | Default | Variable |",
+        "| --- | --- | --- |",
+    ]
+    for name, variable in KEYWORD_VARIABLES.items():
+        field = defaults[name]
+        # No plain default: a mapping made by its default_factory.
+        default = repr(field.default) if field.default is not dataclasses.MISSING else "{}"
+        out.append(f"| `{name}` | `{default}` | `{variable}` |")
+    return out
+
+
 def configuration_markdown() -> str:
     out = [
         "# Configuration reference",
@@ -106,6 +132,7 @@ def configuration_markdown() -> str:
         "| --- | --- |",
     ]
     out += [f"| `{name}` | {text} |" for name, text in OTLP_VARIABLES]
+    out += _keyword_section()
     out += ["", "## `otelprof run` flags", "", "| Flag | Meaning |", "| --- | --- |"]
     out += [f"| `{flag}` | {text} |" for flag, text in _flags("_run_parser")]
     out += [

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import shutil
 import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from otelprof import environment_variables as ev
-from otelprof.config import PROTOCOLS, ConfigError, resolve_config
+from otelprof.config import PROTOCOLS, ConfigError, headers_problem, resolve_config
 from otelprof.version import __version__
 
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
@@ -120,7 +122,14 @@ def build_run_environment(args: argparse.Namespace, environ: Dict[str, str]) -> 
         "sampling_rate_hz": args.rate,
         "export_interval_seconds": args.export_interval,
     }
-    config = resolve_config(environ, **explicit)  # validates the flags
+    if args.headers is not None:
+        problem = headers_problem(args.headers)
+        if problem is not None:
+            raise ConfigError(f"--headers: {problem}")
+    # Validates the flags. A bad environment value is the program's to report: the agent in it
+    # reads the same environment and warns once, so keep this reading quiet.
+    with _quiet_logger():
+        config = resolve_config(environ, **explicit)
     env = dict(environ)
     env[ev.OTEL_PYTHON_PROFILER_ENABLED] = "true"
     if args.service_name:
@@ -146,6 +155,16 @@ def build_run_environment(args: argparse.Namespace, environ: Dict[str, str]) -> 
     return env
 
 
+@contextlib.contextmanager
+def _quiet_logger() -> Iterator[None]:
+    logger = logging.getLogger("otelprof")
+    disabled, logger.disabled = logger.disabled, True
+    try:
+        yield
+    finally:
+        logger.disabled = disabled
+
+
 def run(argv: Sequence[str]) -> int:  # noqa: RET503 (ends in exec)
     parser = _run_parser()
     options, program = _split_command(list(argv))
@@ -161,7 +180,12 @@ def run(argv: Sequence[str]) -> int:  # noqa: RET503 (ends in exec)
             message = message.replace(setting, flag)
         parser.error(message)
     if args.output:
-        os.makedirs(args.output, exist_ok=True)
+        if os.path.exists(args.output) and not os.path.isdir(args.output):
+            parser.error(f"--output {args.output}: not a directory")
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as error:
+            parser.error(f"--output {args.output}: {error.strerror or error}")
     executable = shutil.which(command[0], path=env.get("PATH"))
     if executable is None:
         sys.stderr.write(f"otelprof run: command not found: {command[0]}\n")

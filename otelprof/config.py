@@ -7,7 +7,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple, TypeVar
 
 from otelprof import environment_variables as ev
 
@@ -292,32 +292,43 @@ def header_problem(key: object, value: object) -> Optional[str]:
     return None
 
 
-def parse_headers(raw: str) -> Dict[str, str]:
-    """Parse ``k1=v1,k2=v2`` (values URL-decoded, as the OTLP spec says); skip malformed pairs.
-
-    Warnings name the header but never show a value: it is often a credential.
-    """
+def _header_pairs(raw: str) -> Iterator[Tuple[str, str, Optional[str]]]:
+    """``(key, value, problem)`` per pair of ``k1=v1,k2=v2`` (URL-decoded, as the OTLP spec
+    says); for a malformed pair, the key is what can be shown of it and the value is empty."""
     from urllib.parse import unquote
 
-    headers: Dict[str, str] = {}
     for pair in raw.split(","):
         if not pair.strip():
             continue
         key, sep, value = pair.partition("=")
         key = unquote(key.strip()).lower()
         if not sep or not key:
-            _logger.warning(
-                "otelprof: ignoring malformed OTLP header %r (expected key=value)",
-                pair.split(":")[0].strip()[:40],
-            )
+            yield pair.split(":")[0].strip()[:40], "", "expected key=value"
             continue
         value = unquote(value.strip()).strip()
-        problem = header_problem(key, value)
+        yield key, value, header_problem(key, value)
+
+
+def parse_headers(raw: str) -> Dict[str, str]:
+    """Parse ``k1=v1,k2=v2``; skip malformed pairs with a warning.
+
+    Warnings name the header but never show a value: it is often a credential.
+    """
+    headers: Dict[str, str] = {}
+    for key, value, problem in _header_pairs(raw):
         if problem is not None:
             _logger.warning("otelprof: ignoring OTLP header %r: %s", key[:40], problem)
             continue
         headers[key] = value
     return headers
+
+
+def headers_problem(raw: str) -> Optional[str]:
+    """What is wrong with the first bad pair of a ``k1=v1,k2=v2`` header list, or None."""
+    for key, _, problem in _header_pairs(raw):
+        if problem is not None:
+            return f"header {key[:40]!r}: {problem}"
+    return None
 
 
 def _is_base_url(endpoint: str) -> bool:
@@ -358,7 +369,12 @@ def _parse_timeout(name: str, raw: str, default_seconds: float) -> float:
     except ValueError:
         value = -1.0
     if not 0 < value <= 600_000:
-        _warn_bad(name, raw, "expected milliseconds between 1 and 600000", default_seconds)
+        _logger.warning(
+            "otelprof: ignoring %s=%r (expected milliseconds between 1 and 600000); using %g ms",
+            name,
+            raw,
+            default_seconds * 1000,
+        )
         return default_seconds
     if value < 100:
         _logger.warning(
@@ -491,6 +507,50 @@ _EXPORTER_KEYS = frozenset(
 )
 
 
+KEYWORD_VARIABLES: Dict[str, str] = {
+    "sampling_rate_hz": "OTEL_PYTHON_PROFILER_SAMPLING_RATE",
+    "adaptive_rate": "OTEL_PYTHON_PROFILER_ADAPTIVE_RATE",
+    "export_interval_seconds": "OTEL_PYTHON_PROFILER_EXPORT_INTERVAL",
+    "max_stack_depth": "OTEL_PYTHON_PROFILER_MAX_STACK_DEPTH",
+    "output_dir": "OTEL_PYTHON_PROFILER_OUTPUT_DIR",
+    "queue_size": "OTEL_PYTHON_PROFILER_QUEUE_SIZE",
+    "shutdown_timeout_seconds": "OTEL_PYTHON_PROFILER_SHUTDOWN_TIMEOUT",
+    "service_name": "OTEL_SERVICE_NAME",
+    "resource_attributes": "OTEL_RESOURCE_ATTRIBUTES",
+    "protocol": "OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL",
+    "endpoint": "OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT",
+    "headers": "OTEL_EXPORTER_OTLP_PROFILES_HEADERS",
+    "timeout_seconds": "OTEL_EXPORTER_OTLP_PROFILES_TIMEOUT",
+    "compression": "OTEL_EXPORTER_OTLP_PROFILES_COMPRESSION",
+    "insecure": "OTEL_EXPORTER_OTLP_PROFILES_INSECURE",
+    "certificate_file": "OTEL_EXPORTER_OTLP_PROFILES_CERTIFICATE",
+    "client_key_file": "OTEL_EXPORTER_OTLP_PROFILES_CLIENT_KEY",
+    "client_certificate_file": "OTEL_EXPORTER_OTLP_PROFILES_CLIENT_CERTIFICATE",
+    "precise_window_seconds": "OTEL_PYTHON_PROFILER_PRECISE_WINDOW",
+    "precise_interval_seconds": "OTEL_PYTHON_PROFILER_PRECISE_INTERVAL",
+    "precise_clock": "OTEL_PYTHON_PROFILER_PRECISE_CLOCK",
+    "memory_window_seconds": "OTEL_PYTHON_PROFILER_MEMORY_WINDOW",
+    "memory_interval_seconds": "OTEL_PYTHON_PROFILER_MEMORY_INTERVAL",
+    "memory_traceback_depth": "OTEL_PYTHON_PROFILER_MEMORY_TRACEBACK_DEPTH",
+    "memory_overhead_cap_mib": "OTEL_PYTHON_PROFILER_MEMORY_OVERHEAD_CAP_MIB",
+    "memory_snapshot_interval_seconds": "OTEL_PYTHON_PROFILER_MEMORY_SNAPSHOT_INTERVAL",
+    "leak_min_windows": "OTEL_PYTHON_PROFILER_LEAK_MIN_WINDOWS",
+    "leak_min_bytes_per_second": "OTEL_PYTHON_PROFILER_LEAK_MIN_RATE",
+    "overhead_budget": "OTEL_PYTHON_PROFILER_OVERHEAD_BUDGET",
+    "window_signal": "OTEL_PYTHON_PROFILER_WINDOW_SIGNAL",
+    "gc_profiling": "OTEL_PYTHON_PROFILER_GC",
+    "whole_run": "OTEL_PYTHON_PROFILER_WHOLE_RUN",
+    "span_attributes": "OTEL_PYTHON_PROFILER_SPAN_ATTRIBUTES",
+    "span_cpu_clock": "OTEL_PYTHON_PROFILER_SPAN_CPU_CLOCK",
+    "native": "OTEL_PYTHON_PROFILER_NATIVE",
+    "max_endpoints": "OTEL_PYTHON_PROFILER_MAX_ENDPOINTS",
+    "max_task_names": "OTEL_PYTHON_PROFILER_MAX_TASK_NAMES",
+    "pyroscope_profile_id": "OTEL_PYTHON_PROFILER_PYROSCOPE_PROFILE_ID",
+}
+"""Every keyword argument of ``otelprof.start()`` / ``Profiler(...)`` and the variable it
+overrides (docs/configuration.md lists them; a test keeps this complete)."""
+
+
 def resolve_config(environ: Optional[Mapping[str, str]] = None, **explicit: Any) -> ProfilerConfig:
     """Build the configuration: explicit arguments win, then the environment, then defaults.
 
@@ -501,7 +561,16 @@ def resolve_config(environ: Optional[Mapping[str, str]] = None, **explicit: Any)
     explicit = {k: v for k, v in explicit.items() if v is not None}
     unknown = set(explicit) - _EXPORTER_KEYS - {f.name for f in dataclasses.fields(ProfilerConfig)}
     if unknown:
-        raise ConfigError(f"unknown configuration argument(s): {', '.join(sorted(unknown))}")
+        import difflib
+
+        hints = []
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(name, KEYWORD_VARIABLES, n=1)
+            hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+        raise ConfigError(
+            f"unknown configuration argument(s): {', '.join(hints)}; the arguments are listed in "
+            "docs/configuration.md, 'Keyword arguments'"
+        )
     explicit = _check_types(explicit)
     default = ProfilerConfig()
     exporter = _resolve_exporter(env, {k: v for k, v in explicit.items() if k in _EXPORTER_KEYS})

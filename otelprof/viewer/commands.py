@@ -84,11 +84,24 @@ def _describe(records: Sequence[ProfileRecord]) -> str:
     return text
 
 
-def _write_text(path: str, text: str) -> None:
+class OutputError(Exception):
+    """The output file could not be written; the message names it and says why."""
+
+
+def _write_output(path: str, data: Union[str, bytes]) -> None:
     if path == "-":
-        sys.stdout.write(text)
-    else:
-        Path(path).write_text(text, encoding="utf-8")
+        if isinstance(data, bytes):
+            sys.stdout.buffer.write(data)
+        else:
+            sys.stdout.write(data)
+        return
+    try:
+        if isinstance(data, bytes):
+            Path(path).write_bytes(data)
+        else:
+            Path(path).write_text(data, encoding="utf-8")
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
 
 
 # --- view --------------------------------------------------------------------------------------
@@ -137,7 +150,10 @@ def main_view(argv: Optional[Sequence[str]] = None) -> int:
         page = render_page(document)
     except AssetMissing as exc:
         return _fail("view", str(exc))
-    _write_text(args.output, page)
+    try:
+        _write_output(args.output, page)
+    except OutputError as exc:
+        return _fail("view", str(exc))
     print(f"otelprof view: wrote {args.output} ({summary})", file=sys.stderr)
     return EXIT_OK
 
@@ -232,6 +248,8 @@ def main_diff(argv: Optional[Sequence[str]] = None) -> int:
     args = _parse(_diff_parser(), argv)
     if isinstance(args, int):
         return args
+    if args.fail_above is not None and not args.fail_above >= 0:  # also refuses nan
+        return _fail("diff", f"--fail-above must be 0 or more points, got {args.fail_above:g}")
     base, new, problem = _diff_sides(args)
     if base is None or new is None:
         return _fail("diff", problem) if problem else EXIT_ERROR
@@ -283,7 +301,10 @@ def _write_diff_page(
         page = render_page(document)
     except AssetMissing as exc:
         return _fail("diff", str(exc))
-    _write_text(output, page)
+    try:
+        _write_output(output, page)
+    except OutputError as exc:
+        return _fail("diff", str(exc))
     print(f"otelprof diff: wrote {output}", file=sys.stderr)
     return EXIT_OK
 
@@ -331,25 +352,24 @@ def main_export(argv: Optional[Sequence[str]] = None) -> int:
         types = _value_types(selected, list(dict.fromkeys(names)))
     except SelectionError as exc:
         return _fail("export", str(exc))
+    data: Union[str, bytes]
     if args.format == "pprof":
         from otelprof.viewer.pprof import pprof_bytes
 
         data = pprof_bytes(selected, types)
-        if args.output == "-":
-            sys.stdout.buffer.write(data)
-        else:
-            Path(args.output).write_bytes(data)
     elif args.format == "speedscope":
         from otelprof.viewer.speedscope import speedscope_document
 
         document = speedscope_document(selected, types, _describe(selected))
-        _write_text(args.output, json.dumps(document, separators=(",", ":")) + "\n")
+        data = json.dumps(document, separators=(",", ":")) + "\n"
     else:
         from otelprof.viewer.collapsed import collapsed_lines
 
-        _write_text(
-            args.output, "".join(line + "\n" for line in collapsed_lines(selected, types[0]))
-        )
+        data = "".join(line + "\n" for line in collapsed_lines(selected, types[0]))
+    try:
+        _write_output(args.output, data)
+    except OutputError as exc:
+        return _fail("export", str(exc))
     written = ", ".join(f"{t.type} ({t.unit})" for t in types)
     print(f"otelprof export: wrote {args.output} as {args.format}: {written}", file=sys.stderr)
     return EXIT_OK

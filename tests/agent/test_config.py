@@ -133,7 +133,11 @@ def test_our_env_vars_are_read():
         (ev.OTEL_PYTHON_PROFILER_MAX_STACK_DEPTH, "1.5", "not a number"),
         ("OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL", "udp", "supported: grpc, http/protobuf"),
         ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "supported: gzip, none"),
-        ("OTEL_EXPORTER_OTLP_TIMEOUT", "-5", "expected milliseconds"),
+        (
+            "OTEL_EXPORTER_OTLP_TIMEOUT",
+            "-5",
+            "(expected milliseconds between 1 and 600000); using 10000 ms",
+        ),
     ],
 )
 def test_bad_env_value_logs_one_line_and_keeps_the_default(caplog, name, raw, reason):
@@ -166,3 +170,26 @@ def test_profiler_raises_once_at_construction_for_bad_arguments():
 
     with pytest.raises(ConfigError):
         otelprof.Profiler(sampling_rate_hz=-1)
+
+
+def test_every_keyword_argument_is_listed_with_its_variable():
+    import dataclasses
+
+    from otelprof._docgen import documented_constants
+    from otelprof.config import _EXPORTER_KEYS, KEYWORD_VARIABLES, ProfilerConfig
+
+    fields = {f.name for f in dataclasses.fields(ProfilerConfig)} - {"exporter"}
+    assert set(KEYWORD_VARIABLES) == fields | _EXPORTER_KEYS
+    ours = {name for name, _ in documented_constants()}
+    for variable in KEYWORD_VARIABLES.values():
+        assert variable in ours or variable.startswith(
+            ("OTEL_EXPORTER_OTLP_", "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES")
+        ), variable
+
+
+def test_an_unknown_keyword_argument_gets_the_closest_name():
+    with pytest.raises(ConfigError) as error:
+        resolve_config({}, sampling_rate=50)
+    assert "unknown configuration argument(s): sampling_rate (did you mean sampling_rate_hz?)" in (
+        str(error.value)
+    )

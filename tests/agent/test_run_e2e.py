@@ -115,11 +115,40 @@ def test_bad_environment_value_logs_and_uses_the_default(tmp_path):
         env=child_env(OTEL_PYTHON_PROFILER_SAMPLING_RATE="fast"),
     )
     assert result.returncode == 0, result.stderr
-    assert "ignoring OTEL_PYTHON_PROFILER_SAMPLING_RATE='fast' (not a number); using 100.0" in (
-        result.stderr
-    )
+    warning = "ignoring OTEL_PYTHON_PROFILER_SAMPLING_RATE='fast' (not a number); using 100.0"
+    assert result.stderr.count(warning) == 1, result.stderr  # the program's agent says it, once
     (request, *_) = load_requests(tmp_path)
     assert request.resource_profiles[0].scope_profiles[0].profiles[0].period == 10_000_000
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--headers", "novalue"], "--headers: header 'novalue': expected key=value"),
+        (["--output", "FILE"], "--output FILE: not a directory"),
+        (["--output", "FILE/sub"], "--output FILE/sub: Not a directory"),
+    ],
+)
+def test_bad_run_arguments_are_usage_errors_naming_the_flag(tmp_path, flags, message):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    flags = [flag.replace("FILE", str(a_file)) for flag in flags]
+    result = run([*OTELPROF, "run", *flags, "--", str(APPS / "busy_app.py")])
+    assert result.returncode == 2
+    assert f"otelprof run: error: {message.replace('FILE', str(a_file))}" in result.stderr
+    assert "Traceback" not in result.stderr and "busy app done" not in result.stdout
+
+
+def test_a_bad_log_level_names_the_value_and_the_choices(tmp_path):
+    result = run(
+        [*OTELPROF, "run", "--output", str(tmp_path), "--", str(APPS / "busy_app.py")],
+        env=child_env(OTEL_PYTHON_PROFILER_LOG_LEVEL="verbose"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert (
+        "ignoring OTEL_PYTHON_PROFILER_LOG_LEVEL='verbose' "
+        "(supported: debug, info, warning, error, critical)" in result.stderr
+    )
 
 
 def test_missing_command_is_reported():

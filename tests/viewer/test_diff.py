@@ -140,3 +140,28 @@ def test_two_runs_of_the_same_version_pass_the_gate(release_runs, capsys):
     # planted regression above is ~46 points. 20 points separates the two with room on both sides.
     v1, again = str(release_runs["v1"]), str(release_runs["v1_again"])
     assert main_diff([v1, again, "--fail-above", "20"]) == 0, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("gate", ["-3", "nan"])
+def test_a_gate_below_zero_is_refused(tmp_path, capsys, gate):
+    base = _write(tmp_path / "base.otlp.pb", 50, 50)
+    assert main_diff([str(base), str(base), "--fail-above", gate]) == 2
+    assert "--fail-above must be 0 or more points" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["view", "diff", "export"])
+def test_an_output_that_cannot_be_written_is_a_clear_error(tmp_path, capsys, command):
+    from otelprof.viewer.commands import main_export, main_view
+
+    profiles = _write(tmp_path / "base.otlp.pb", 50, 50)
+    target = str(tmp_path / "no-such-dir" / "out")
+    if command == "view":
+        status = main_view([str(profiles), "-o", target])
+    elif command == "diff":
+        status = main_diff([str(profiles), str(profiles), "-o", target])
+    else:
+        status = main_export(["--format", "collapsed", str(profiles), "-o", target])
+    assert status == 2
+    assert f"otelprof {command}: error: cannot write {target}: No such file" in (
+        capsys.readouterr().err
+    )
