@@ -218,6 +218,19 @@ def blocked_reading(thread: threading.Thread, fd: int) -> bool:
     return len(fields) > 1 and fields[1] == hex(fd)
 
 
+def _counting_walks(sampler: StackSampler, walks: list) -> StackSampler:
+    """``sampler``, its walk appending the function names of each walked stack to ``walks``."""
+    real_walk = sampler._walk
+
+    def counting_walk(frame, max_depth):
+        key, codes = real_walk(frame, max_depth)
+        walks.append([code.co_name for code in codes])
+        return key, codes
+
+    sampler._walk = counting_walk
+    return sampler
+
+
 def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again():
     walks = []
     tagged = []
@@ -229,15 +242,7 @@ def test_a_thread_using_no_cpu_is_walked_once_and_a_moved_thread_again():
             tagged.append(_current_functions("mover"))
         return ("span-of", ident)
 
-    sampler = StackSampler(interval_seconds=0.01, tagger=tagger)
-    real_walk = sampler._walk
-
-    def counting_walk(frame, max_depth):
-        key, codes = real_walk(frame, max_depth)
-        walks.append([code.co_name for code in codes])
-        return key, codes
-
-    sampler._walk = counting_walk
+    sampler = _counting_walks(StackSampler(interval_seconds=0.01, tagger=tagger), walks)
     read_end, write_end = os.pipe()
     moved = threading.Event()
     try:
@@ -290,16 +295,8 @@ def _dead_native_id() -> int:
 def test_a_thread_whose_cpu_clock_fails_is_walked_at_every_tick():
     # A clock that names no thread of this process (a stale kernel thread id) reads nothing;
     # trusting it would keep the thread's first stack for ever, as a thread "using no CPU".
-    walks = []
-    sampler = StackSampler(interval_seconds=0.01)
-    real_walk = sampler._walk
-
-    def counting_walk(frame, max_depth):
-        key, codes = real_walk(frame, max_depth)
-        walks.append([code.co_name for code in codes])
-        return key, codes
-
-    sampler._walk = counting_walk
+    walks: list = []
+    sampler = _counting_walks(StackSampler(interval_seconds=0.01), walks)
     read_end, write_end = os.pipe()
     moved = threading.Event()
     try:
