@@ -6,7 +6,7 @@ import atexit
 import threading
 from typing import TYPE_CHECKING, Optional
 
-from otelprof.windows.handle import WindowHandle
+from otelprof.windows.handle import WindowHandle, window_seconds
 from otelprof.windows.scheduler import MEMORY, ON_DEMAND, PRECISE
 
 if TYPE_CHECKING:
@@ -24,10 +24,12 @@ def request_window(kind: str, seconds: Optional[float]) -> WindowHandle:
     With ``otelprof.start()`` running, the window's profiles go out with the next export (and
     into the handle). Without one, a standalone runner executes the window and the handle is the
     only place its profiles go. ``seconds=None`` keeps it open until ``handle.close()`` (or the
-    end of a ``with`` block).
+    end of a ``with`` block). Raises TypeError for a ``seconds`` that is neither None nor a
+    number, ValueError for one not greater than 0 and at most 86400.
     """
     import otelprof
 
+    seconds = window_seconds(seconds)  # a bad argument raises here, before any runner starts
     profiler = otelprof.get_profiler()
     if profiler is not None and profiler.running:
         return profiler.windows.request(kind, seconds, ON_DEMAND)

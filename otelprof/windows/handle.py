@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import threading
 from typing import TYPE_CHECKING, Callable, List, Optional
 
@@ -11,6 +12,29 @@ if TYPE_CHECKING:
     from otelprof.windows.leaks import LeakCandidate
 
 OPEN_TIMEOUT_SECONDS = 10.0
+MAX_WINDOW_SECONDS = 86400.0  # one day: longer is surely a unit mistake (milliseconds?)
+
+
+def window_seconds(seconds: object) -> Optional[float]:
+    """A requested window length, checked: None (until closed) or seconds in (0, 86400].
+
+    Checked in the caller's thread, before anything is queued, so that a bad argument is the
+    caller's error (named, with the type it should have) rather than a failure on the runner.
+    """
+    if seconds is None:
+        return None
+    # bool is an int, but precise(True) is a mistake, not a one-second window.
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
+        raise TypeError(
+            "seconds must be a number of seconds (int or float) or None,"
+            f" got {seconds!r} ({type(seconds).__name__})"
+        )
+    value = float(seconds)
+    if not 0 < value <= MAX_WINDOW_SECONDS:  # also refuses NaN
+        raise ValueError(
+            f"seconds must be greater than 0 and at most {MAX_WINDOW_SECONDS:g}, got {seconds!r}"
+        )
+    return value
 
 
 class WindowHandle:

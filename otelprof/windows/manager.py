@@ -23,7 +23,7 @@ from otelprof.windows.governor import (
     SlowdownProbe,
     log_admission,
 )
-from otelprof.windows.handle import WindowHandle
+from otelprof.windows.handle import WindowHandle, window_seconds
 from otelprof.windows.leaks import LeakCandidate, LeakDetector, leak_profiles
 from otelprof.windows.memory import HeapObservation, MemoryEngine, StackCache
 from otelprof.windows.precise import PreciseEngine, SpanToTag, WindowUnavailable
@@ -193,11 +193,14 @@ class WindowManager:
     def request(
         self, kind: str, seconds: Optional[float], trigger: str = "on_demand"
     ) -> WindowHandle:
-        """Queue a window; it opens as soon as no other window is open."""
+        """Queue a window; it opens as soon as no other window is open.
+
+        Raises TypeError or ValueError for a ``seconds`` that is not None or a number of seconds
+        greater than 0 and at most 86400 (see :func:`window_seconds`).
+        """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        if seconds is not None and not 0 < seconds <= 86400:
-            raise ValueError(f"seconds must be between 0 and 86400, got {seconds!r}")
+        seconds = window_seconds(seconds)
         handle = WindowHandle(kind, seconds, trigger)
         handle._on_close = lambda: self._close(handle)
         with self._lock:

@@ -198,3 +198,27 @@ def test_a_forked_child_does_not_inherit_a_running_window():
     finally:
         otelprof.stop()
     assert sys.modules["yappi"].is_running() is False
+
+
+@pytest.mark.parametrize("open_window", [otelprof.precise, otelprof.memory])
+@pytest.mark.parametrize(
+    ("seconds", "error", "message"),
+    [
+        (0, ValueError, "seconds must be greater than 0 and at most 86400, got 0"),
+        (-1.5, ValueError, "seconds must be greater than 0 and at most 86400, got -1.5"),
+        (86400.5, ValueError, "seconds must be greater than 0 and at most 86400, got 86400.5"),
+        (float("nan"), ValueError, "seconds must be greater than 0 and at most 86400, got nan"),
+        ("x", TypeError, r"seconds must be a number of seconds \(int or float\) or None, got 'x'"),
+        (True, TypeError, r"seconds must be a number of seconds .* got True \(bool\)"),
+        ([1], TypeError, r"seconds must be a number of seconds .* got \[1\] \(list\)"),
+    ],
+)
+def test_a_bad_window_length_is_refused_with_a_message_that_names_it(
+    open_window, seconds, error, message, manager_factory
+):
+    with pytest.raises(error, match=f"^{message}"):
+        open_window(seconds=seconds)
+    manager = manager_factory()  # the runner's own entry point checks the same way
+    with pytest.raises(error, match=f"^{message}"):
+        manager.request("precise", seconds)
+    assert not manager.scheduler.has_demands  # nothing was queued
