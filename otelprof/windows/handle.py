@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import _thread
 import numbers
-import threading
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from otelprof.model import Profile
@@ -37,6 +37,44 @@ def window_seconds(seconds: object) -> Optional[float]:
     return value
 
 
+class _Latch:
+    """Set once, never reset; waiting on it is one C call (``lock.acquire``).
+
+    ``threading.Event.wait`` runs the threading module's Python code in the waiting thread. A
+    precise window that opens while the application waits in it records the rest of that code
+    as the application's: yappi sees those calls without the agent's frame that made them. With
+    a bare lock only the agent's own frame is on the waiter's stack, and that is left out.
+    """
+
+    __slots__ = ("_gate", "_guard", "_set")
+
+    def __init__(self) -> None:
+        self._gate = _thread.allocate_lock()
+        self._gate.acquire()  # held until set(): waiters block on acquiring it
+        self._guard = _thread.allocate_lock()
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        with self._guard:  # the runner and stop() may both finish a handle
+            if not self._set:
+                self._set = True
+                self._gate.release()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        if self._set:
+            return True
+        if timeout is None:
+            acquired = self._gate.acquire()
+        else:
+            acquired = self._gate.acquire(True, max(0.0, timeout))
+        if acquired:
+            self._gate.release()  # let the next waiter through
+        return acquired
+
+
 class WindowHandle:
     """One requested window. ``with otelprof.precise(): ...`` covers exactly the block.
 
@@ -52,10 +90,10 @@ class WindowHandle:
         self.leaks: List[LeakCandidate] = []
         self.error: Optional[str] = None
         self.closed_early: Optional[str] = None
-        self._opened = threading.Event()
-        self._done = threading.Event()
-        self._changed = threading.Event()  # opened or done, whichever comes first
-        self._close_requested = threading.Event()
+        self._opened = _Latch()
+        self._done = _Latch()
+        self._changed = _Latch()  # opened or done, whichever comes first
+        self._close_requested = _Latch()
         self._on_close: Optional[Callable[[], None]] = None
 
     def __repr__(self) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from otelprof._threads import AGENT_THREAD_IDENTS
 from otelprof.model import (
@@ -126,21 +126,36 @@ def pits_to_profiles(
     duration_nano: int,
     attributes: Attributes = (),
 ) -> List[Profile]:
-    """Turn yappi's per-(thread, tag, function) records into a time profile and a calls profile."""
+    """Turn yappi's per-(thread, tag, function) records into a time profile and a calls profile.
+
+    The agent's own work is left out: records of agent threads (contexts not in ``threads``),
+    of the agent's modules and of yappi's, and of any function whose every call came from a
+    record left out (``Event.wait`` called by the agent's ``WindowHandle.wait``; transitively).
+    Of a function called both by the application and by the agent, only the calls from the
+    application (and those yappi saw without a caller) are kept.
+    """
+    by_index: Dict[int, Sequence[Any]] = {pit[_INDEX]: pit for pit in pits}
+    left_out = {
+        index
+        for index, pit in by_index.items()
+        if pit[_CTX] not in threads
+        or pit[_BUILTIN]
+        or pit[_MODULE].endswith(_YAPPI_MODULES)
+        or pit[_MODULE].startswith(AGENT_DIR)  # the agent's own work in application threads
+    }
+    _leave_out_what_only_they_call(by_index, left_out)
+
     kept: Dict[int, Tuple[Frame, Attributes, Optional[SpanLink], int, int, int]] = {}
-    for pit in pits:
-        ctx = threads.get(pit[_CTX])
-        module = pit[_MODULE]
-        if ctx is None or pit[_BUILTIN] or module.endswith(_YAPPI_MODULES):
+    for index, pit in by_index.items():
+        if index in left_out:
             continue
-        if module.startswith(AGENT_DIR):  # the agent's own work in application threads
-            continue
+        ctx = threads[pit[_CTX]]
         frame = Frame(pit[_NAME], pit[_MODULE], pit[_LINENO], pit[_LINENO])
         thread_attrs: Attributes = (("thread.id", ctx[0]), ("thread.name", ctx[1]))
         tag = tag_of(pit[_TAG]) if pit[_TAG] else None
         link = tag.link if tag is not None else None
         attrs = tuple(sorted(thread_attrs + (tag.attributes if tag is not None else ())))
-        kept[pit[_INDEX]] = (frame, attrs, link, pit[_NCALL], _nanos(pit[_TSUB]), pit[_INDEX])
+        kept[index] = (frame, attrs, link, pit[_NCALL], _nanos(pit[_TSUB]), index)
 
     totals: Dict[Tuple[Stack, Attributes, Optional[SpanLink]], List[int]] = {}
     seen_calls: Dict[int, int] = {}
@@ -151,16 +166,17 @@ def pits_to_profiles(
         entry[0] += calls
         entry[1] += ns
 
-    for pit in pits:
-        caller = kept.get(pit[_INDEX])
-        if caller is None:
-            continue
+    for index, pit in by_index.items():
+        caller = kept.get(index)
         for child_index, ncall, _nactual, _ttot, tsub in pit[_CHILDREN]:
             callee = kept.get(child_index)
             if callee is None:
                 continue
             nanos = _nanos(tsub)
-            add((callee[0], caller[0]), callee[1], callee[2], ncall, nanos)
+            # Calls from a record left out are counted as seen but not added: the agent made
+            # them, and they must not fall into the callee's caller-less remainder either.
+            if caller is not None:
+                add((callee[0], caller[0]), callee[1], callee[2], ncall, nanos)
             seen_calls[child_index] = seen_calls.get(child_index, 0) + ncall
             seen_nanos[child_index] = seen_nanos.get(child_index, 0) + nanos
     for index, (frame, attrs, link, ncall, nanos, _) in kept.items():
@@ -194,6 +210,36 @@ def pits_to_profiles(
     return profiles
 
 
+def _leave_out_what_only_they_call(by_index: Dict[int, Sequence[Any]], left_out: Set[int]) -> None:
+    """Add to ``left_out`` every record all of whose calls came from records left out.
+
+    Repeated until nothing changes, so that what the agent's code calls, and what that calls
+    in turn, goes too (yappi records one caller level; a function the application also called
+    has calls from elsewhere and stays). Calls yappi saw without a caller count as elsewhere;
+    a function's calls of itself count as coming from wherever its other calls came from.
+    """
+    recursive = {
+        index: sum(edge[1] for edge in pit[_CHILDREN] if edge[0] == index)
+        for index, pit in by_index.items()
+    }
+    changed = True
+    while changed:
+        changed = False
+        from_left_out: Dict[int, int] = {}
+        for index in left_out:
+            for edge in by_index[index][_CHILDREN]:
+                child_index, ncall = edge[0], edge[1]
+                if child_index != index:
+                    from_left_out[child_index] = from_left_out.get(child_index, 0) + ncall
+        for index, ncall in from_left_out.items():
+            pit = by_index.get(index)
+            if pit is None or index in left_out:
+                continue
+            if ncall >= pit[_NCALL] - recursive[index]:
+                left_out.add(index)
+                changed = True
+
+
 def _nanos(seconds: float) -> int:
     return round(seconds * 1e9)
 
@@ -217,6 +263,7 @@ class PreciseEngine:
         self._previous_thread_hook: Any = None
         self._tags: Optional[SpanTags] = None
         self._threads: Dict[int, Tuple[int, str]] = {}
+        self._agent_threads: Set[int] = set()
         self._lock = threading.RLock()
         self.running = False
 
@@ -252,6 +299,7 @@ class PreciseEngine:
             # yappi names a context after the thread's class; ask the thread itself instead, once,
             # so threads that end before the window closes keep their name and native id.
             self._threads = {}
+            self._agent_threads = set()
             yappi.set_context_name_callback(self._context_name)
             self.running = True
             yappi.start(builtins=False, profile_threads=True)
@@ -261,7 +309,12 @@ class PreciseEngine:
 
     def _context_name(self) -> str:
         thread = threading.current_thread()
-        self._threads[threading.get_ident()] = (threading.get_native_id(), thread.name)
+        ident = threading.get_ident()
+        self._threads[ident] = (threading.get_native_id(), thread.name)
+        if ident in AGENT_THREAD_IDENTS:
+            # Remembered now: an agent thread that ends before the window closes (the sampler,
+            # stopped first at exit under ``otelprof run --precise``) is gone from the set then.
+            self._agent_threads.add(ident)
         return thread.name
 
     def close(
@@ -280,7 +333,7 @@ class PreciseEngine:
             try:
                 yappi.stop()
                 pits = _enumerate_pits(yappi)
-                threads = _thread_labels(yappi, self._threads)
+                threads = _thread_labels(yappi, self._threads, self._agent_threads)
                 tags = self._tags
             finally:
                 self._restore()
@@ -351,11 +404,17 @@ def _enumerate_pits(yappi: Any) -> List[Sequence[Any]]:
     return pits
 
 
-def _thread_labels(yappi: Any, seen: Dict[int, Tuple[int, str]]) -> ThreadLabels:
-    """yappi contexts of application threads -> (native thread id, thread name)."""
+def _thread_labels(
+    yappi: Any, seen: Dict[int, Tuple[int, str]], agent_threads: Set[int]
+) -> ThreadLabels:
+    """yappi contexts of application threads -> (native thread id, thread name).
+
+    Agent threads are those that were agent threads when yappi first saw them, or are now (one
+    started during the window registers itself after its first Python call).
+    """
     labels: ThreadLabels = {}
     for stat in yappi.get_thread_stats():
-        if stat.tid in AGENT_THREAD_IDENTS:
+        if stat.tid in agent_threads or stat.tid in AGENT_THREAD_IDENTS:
             continue
         labels[stat.id] = seen.get(stat.tid, (stat.tid, str(stat.name)))
     return labels

@@ -10,11 +10,13 @@ import yappi
 from opentelemetry.sdk.trace import TracerProvider
 
 import otelprof
+from otelprof._threads import start_agent_thread
 from otelprof.config import resolve_config
 from otelprof.export.memory import InMemoryProfileExporter
 from otelprof.model import SampleTag, SpanLink
 from otelprof.windows import precise as precise_module
 from otelprof.windows.manager import WindowManager
+from otelprof.windows.names import AGENT_DIR
 from otelprof.windows.precise import PreciseEngine, SpanTags, WindowUnavailable, pits_to_profiles
 from tests.windows.helpers import by_leaf, by_stack_names, profile_of
 
@@ -186,6 +188,68 @@ def test_calls_without_a_profiled_caller_keep_a_one_frame_stack():
         ("helper",): 2_000_000,
         ("handler",): 1_000_000,
     }
+
+
+def test_the_agents_frames_and_what_only_they_call_are_left_out():
+    agent = AGENT_DIR + "windows/handle.py"
+    pits = [
+        # The agent's wait, running before the window opened, calls Event.wait twice...
+        _pit("WindowHandle.wait", 1, 1, 0.001, [(2, 2, 2, 0.003, 0.001)], module=agent),
+        # ... which calls Condition.wait, and that recurses once (a function calling itself
+        # does not make it the application's).
+        _pit("Event.wait", 2, 2, 0.001, [(3, 2, 2, 0.002, 0.001)], module="threading.py"),
+        _pit("Condition.wait", 3, 3, 0.001, [(3, 1, 1, 0.0, 0.0)], module="threading.py"),
+        # Event.set: one call from the application's handler, one from the agent's close()...
+        _pit("handler", 4, 1, 0.001, [(5, 1, 1, 0.002, 0.001)]),
+        _pit("WindowHandle.close", 6, 1, 0.001, [(5, 1, 1, 0.002, 0.001)], module=agent),
+        _pit("Event.set", 5, 3, 0.003, module="threading.py"),  # ... and one unprofiled caller
+    ]
+    profiles = pits_to_profiles(pits, {1: (42, "main")}, lambda tag: None, "wall", 0, 1)
+    calls = by_stack_names(profile_of(profiles, "calls"))
+    assert calls == {("Event.set", "handler"): 1, ("Event.set",): 1, ("handler",): 1}
+    wall = by_stack_names(profile_of(profiles, "wall"))
+    assert wall == {
+        ("Event.set", "handler"): 1_000_000,
+        ("Event.set",): 1_000_000,  # the agent's call's time is not left to the remainder
+        ("handler",): 1_000_000,
+    }
+
+
+def test_no_frame_of_the_agent_or_of_its_waiting_reaches_a_window():
+    exporter = InMemoryProfileExporter()
+    otelprof.start(exporter=exporter, export_interval_seconds=3600, precise_window_seconds=0)
+    try:
+        with otelprof.precise(None) as window:  # the agent waits in this thread, twice
+            fib(6)
+        assert window.wait(30) and window.error is None
+    finally:
+        otelprof.stop()
+    for profile in window.profiles:
+        files = {frame.filename for sample in profile.samples for frame in sample.stack}
+        assert threading.__file__ not in files  # Event.wait, Condition.__enter__, ...
+        assert not [f for f in files if f.startswith(AGENT_DIR)]
+        threads = {dict(sample.attributes)["thread.name"] for sample in profile.samples}
+        assert not [name for name in threads if name.startswith("otelprof-")]
+    assert by_leaf(profile_of(window.profiles, "calls"))["fib"] == 25
+
+
+def test_an_agent_thread_that_ended_before_the_window_closed_is_left_out():
+    # Like the sampler under ``otelprof run --precise``: running when the whole-run window
+    # opened, stopped at exit before the window is read.
+    go = threading.Event()
+    thread = start_agent_thread("otelprof-test", lambda: go.wait(30) and fib(7))
+    engine = PreciseEngine()
+    engine.open()
+    try:
+        go.set()
+        thread.join(30)
+        assert not thread.is_alive()
+        fib(3)
+    finally:
+        profiles = engine.close(0, 1)
+    calls = profile_of(profiles, "calls")
+    assert {dict(s.attributes)["thread.name"] for s in calls.samples} == {"MainThread"}
+    assert by_leaf(calls)["fib"] == 5
 
 
 async def nap() -> None:
