@@ -21,6 +21,8 @@ _standalone: Optional[WindowManager] = None
 def request_window(kind: str, seconds: Optional[float]) -> WindowHandle:
     """Open a ``precise`` or ``memory`` window on the running profiler, or standalone.
 
+    Returns once the window has opened (yappi or tracemalloc runs), or, if it has not within
+    ``OPEN_TIMEOUT_SECONDS`` (10 s; the window open before it runs on), with the handle pending.
     With ``otelprof.start()`` running, the window's profiles go out with the next export (and
     into the handle). Without one, a standalone runner executes the window and the handle is the
     only place its profiles go. ``seconds=None`` keeps it open until ``handle.close()`` (or the
@@ -32,8 +34,14 @@ def request_window(kind: str, seconds: Optional[float]) -> WindowHandle:
     seconds = window_seconds(seconds)  # a bad argument raises here, before any runner starts
     profiler = otelprof.get_profiler()
     if profiler is not None and profiler.running:
-        return profiler.windows.request(kind, seconds, ON_DEMAND)
-    return _standalone_manager().request(kind, seconds, ON_DEMAND)
+        handle = profiler.windows.request(kind, seconds, ON_DEMAND)
+    else:
+        handle = _standalone_manager().request(kind, seconds, ON_DEMAND)
+    # Return once the engine runs, so that what the caller does next is measured; the wait is
+    # bounded (a window still open before this one, a stuck runner) and the handle then says
+    # "pending" until it opens.
+    handle.wait_opened()
+    return handle
 
 
 def _standalone_manager() -> WindowManager:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import numbers
+import time
 from typing import TYPE_CHECKING, Callable, List, Optional
 
 from otelprof.model import Profile
@@ -12,6 +13,8 @@ if TYPE_CHECKING:
     from otelprof.windows.leaks import LeakCandidate
 
 OPEN_TIMEOUT_SECONDS = 10.0
+"""How long, from the request, ``precise()``/``memory()`` and ``with`` wait for a window to open:
+a window queued behind an open one, or a stuck agent, never holds the caller longer."""
 MAX_WINDOW_SECONDS = 86400.0  # one day: longer is surely a unit mistake (milliseconds?)
 
 
@@ -95,10 +98,20 @@ class WindowHandle:
         self._changed = _Latch()  # opened or done, whichever comes first
         self._close_requested = _Latch()
         self._on_close: Optional[Callable[[], None]] = None
+        self._open_deadline = time.monotonic() + OPEN_TIMEOUT_SECONDS
 
     def __repr__(self) -> str:
-        state = "done" if self.done else "open" if self.opened else "pending"
-        return f"<WindowHandle {self.kind} {state}>"
+        return f"<WindowHandle {self.kind} {self.state}>"
+
+    @property
+    def state(self) -> str:
+        """``pending`` (queued), ``open`` (its engine runs), ``closing``, ``done``, or
+        ``failed: REASON`` (it did not run, or its data was lost: :attr:`error`)."""
+        if self.done:
+            return "done" if self.error is None else f"failed: {self.error}"
+        if self.opened:
+            return "closing" if self.close_requested else "open"
+        return "pending"
 
     @property
     def opened(self) -> bool:
@@ -108,9 +121,14 @@ class WindowHandle:
     def done(self) -> bool:
         return self._done.is_set()
 
-    def wait_opened(self, timeout: Optional[float] = OPEN_TIMEOUT_SECONDS) -> bool:
-        """True once the engine runs (False if it failed to open, or on timeout)."""
-        self._changed.wait(timeout)
+    def wait_opened(self, timeout: Optional[float] = None) -> bool:
+        """True once the engine runs (False if it failed to open, or on timeout).
+
+        Without a ``timeout``, waits until :data:`OPEN_TIMEOUT_SECONDS` after the request.
+        """
+        if timeout is None:
+            timeout = self._open_deadline - time.monotonic()
+        self._changed.wait(max(0.0, timeout))
         return self.opened and self.error is None
 
     def close(self) -> None:

@@ -222,3 +222,17 @@ def test_a_bad_window_length_is_refused_with_a_message_that_names_it(
     with pytest.raises(error, match=f"^{message}"):
         manager.request("precise", seconds)
     assert not manager.scheduler.has_demands  # nothing was queued
+
+
+def test_a_handles_state_says_what_became_of_its_window(manager_factory):
+    manager = manager_factory(precise_window_seconds=0, memory_window_seconds=0)
+    manager.start()
+    first = manager.request("precise", None)
+    second = manager.request("memory", None)
+    assert first.wait_opened() and first.state == "open"
+    assert second.state == "pending"
+    second.close()
+    assert second.wait(30)
+    assert repr(second) == "<WindowHandle memory failed: closed before it opened>"
+    first.close()
+    assert first.wait(30) and first.state == "done"

@@ -11,6 +11,8 @@ import pytest
 
 import otelprof
 from otelprof.config import resolve_config
+from otelprof.export.memory import InMemoryProfileExporter
+from otelprof.windows import handle as handle_module
 from otelprof.windows.manager import WindowManager
 from otelprof.windows.memory import MemoryEngine
 from otelprof.windows.names import MODULE_LEVEL, FunctionNames
@@ -60,6 +62,41 @@ def test_surviving_allocations_are_charged_to_the_function_that_made_them():
         == "test_surviving_allocations_are_charged_to_the_function_that_made_them"
     )
     assert not tracemalloc.is_tracing()
+
+
+@pytest.mark.parametrize("profiler_running", [True, False], ids=["profiler", "standalone"])
+def test_memory_returns_once_tracing_is_on_or_pending_after_a_bounded_wait(
+    profiler_running: bool, monkeypatch: pytest.MonkeyPatch
+):
+    if profiler_running:
+        otelprof.start(
+            exporter=InMemoryProfileExporter(),
+            export_interval_seconds=3600,
+            precise_window_seconds=0,
+            memory_window_seconds=0,
+        )
+    try:
+        window = otelprof.memory(seconds=60)
+        assert tracemalloc.is_tracing() and repr(window) == "<WindowHandle memory open>"
+        keep_blocks(8, 4096)  # right after the call: nothing in between to give the GIL away
+        window.close()
+        assert window.wait(30) and window.error is None
+        assert by_leaf(profile_of(window.profiles, "alloc_space"))["keep_blocks"] >= 8 * 4096
+        assert repr(window) == "<WindowHandle memory done>"
+
+        # A window that cannot open yet (another is open) does not hold the caller longer
+        # than the bound; its handle says so, and it opens when it can.
+        with otelprof.precise(None) as precise:
+            assert precise.state == "open"
+            monkeypatch.setattr(handle_module, "OPEN_TIMEOUT_SECONDS", 0.01)
+            queued = otelprof.memory(seconds=60)
+            assert queued.state == "pending" and not tracemalloc.is_tracing()
+        assert queued.wait_opened(30)
+        queued.close()
+        assert queued.wait(30) and queued.error is None
+    finally:
+        if profiler_running:
+            otelprof.stop()
 
 
 def test_tracemalloc_is_stopped_after_an_exception_in_the_block():
