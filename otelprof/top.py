@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from otelprof.model import Frame, ValueType
 from otelprof.reader import load_profiles
@@ -25,7 +25,15 @@ from otelprof.records import (
 from otelprof.units import format_percent, format_value
 from otelprof.viewer.selection import add_filter_arguments
 
-__all__ = ["FunctionRow", "TopError", "TopTable", "compute_top", "format_top", "main_top"]
+__all__ = [
+    "FunctionRow",
+    "TopError",
+    "TopTable",
+    "compute_top",
+    "format_top",
+    "main_top",
+    "name_series",
+]
 
 DEFAULT_TYPES = ("cpu", "wall")
 DEFAULT_LIMIT = 20
@@ -89,12 +97,38 @@ def _unit_of(records: Sequence[ProfileRecord], type_name: str) -> ValueType:
     return ValueType(type_name, units[0] if units else "")
 
 
+def name_series(records: Iterable[ProfileRecord]) -> Tuple[ProfileRecord, ...]:
+    """The records, each with the name of the series it belongs to as its sample type.
+
+    A series is a sample type *and* a period type: the stack sampler's ``wall`` (period type
+    ``wall``) and a precise window's exact ``wall`` (period type ``precise``) measure different
+    things and must never be added up. A sample type that comes with one period type keeps its
+    name; one that comes with several keeps it for the period type of the same name (the
+    sampler's) and is named ``TYPE:PERIOD`` for the others (``wall:precise``).
+    """
+    everything = tuple(records)
+    periods: Dict[str, Set[str]] = {}
+    for record in everything:
+        periods.setdefault(record.sample_type.type, set()).add(record.period_type.type)
+    named = []
+    for record in everything:
+        type_name, period = record.sample_type.type, record.period_type.type
+        if len(periods[type_name]) == 1 or period == type_name:
+            named.append(record)
+        else:
+            series = ValueType(f"{type_name}:{period or 'none'}", record.sample_type.unit)
+            named.append(replace(record, sample_type=series))
+    return tuple(named)
+
+
 def compute_top(records: Sequence[ProfileRecord], type_names: Sequence[str]) -> TopTable:
     """Self (leaf) and total (anywhere on the stack, once per sample) value of every function.
 
-    A function's line is its definition line; when the data has none (``start_line`` 0), the
-    line where the first type's total was highest.
+    ``type_names`` name series as :func:`name_series` does (``wall`` is the sampler's when
+    precise windows' ``wall:precise`` is there too). A function's line is its definition line;
+    when the data has none (``start_line`` 0), the line where the first type's total was highest.
     """
+    records = name_series(records)
     selfs: Dict[FunctionKey, List[int]] = {}
     totals: Dict[FunctionKey, List[int]] = {}
     lines: Dict[FunctionKey, Counter[int]] = {}
@@ -236,7 +270,8 @@ def format_top(
     width: int = TABLE_WIDTH,
 ) -> str:
     """The whole report: a summary header, then the table. Raises :class:`TopError`."""
-    everything = tuple(records)
+    # Series are named before any filter, so that a name means the same whatever is kept.
+    everything = name_series(records)
     files = len({r.source for r in everything})
     header = [f"otelprof top: {_count(files, 'file')}, {_count(len(everything), 'profile')}"]
     type_names = _choose_types(everything, types)
@@ -313,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="types",
         action="append",
         metavar="TYPE",
-        help="sample type: cpu, wall, alloc_space, ... (repeat for two; default: cpu and wall)",
+        help="sample type: cpu, wall, alloc_space, calls, wall:precise (a precise window's), ... "
+        "(repeat for two; default: cpu and wall)",
     )
     parser.add_argument(
         "--sort",

@@ -163,6 +163,31 @@ def test_other_sample_types_use_their_units() -> None:
         format_top(records, types=["alloc_space", "alloc_objects", "cpu"])
 
 
+def precise_window(factory: RequestFactory, sample_type: tuple[str, str], samples: list) -> None:
+    """A precise window's profile, as the agent writes it: period type ``precise``, period 1."""
+    profile = factory.add_profile(sample_type, samples, resource={"service.name": "shop"}, period=1)
+    profile.period_type.type_strindex = factory.string("precise")
+
+
+def test_a_precise_windows_wall_is_kept_apart_from_the_samplers_and_shown_when_asked() -> None:
+    factory = shop_request()  # the sampler's cpu and wall: 1.00 s of wall in all
+    precise_window(factory, ("wall", "nanoseconds"), [S([COMPUTE, HANDLE], 70 * MS)])
+    precise_window(factory, ("calls", "count"), [S([COMPUTE, HANDLE], 7)])
+    records = decode_request(factory.request())
+
+    text = format_top(records)
+    assert "total: cpu 100ms, wall 1.00s;" in text  # not 1.07 s: nothing of the window's
+    compute = next(line for line in text.splitlines() if "compute" in line)
+    assert compute.split()[4:8] == ["60.0ms", "6.0%", "60.0ms", "6.0%"]
+    assert compute_top(records, ["wall"]).totals == (1000 * MS,)
+
+    precise = format_top(records, types=["wall:precise", "calls"])
+    assert "total: wall:precise 70.0ms, calls 7; sorted by self wall:precise;" in precise
+    assert compute_top(records, ["wall:precise"]).totals == (70 * MS,)
+    with pytest.raises(TopError, match=r"types present: calls, cpu, wall, wall:precise\)"):
+        format_top(records, types=["exact"])
+
+
 def test_every_line_fits_in_100_columns_and_long_names_lose_the_path_first() -> None:
     factory = RequestFactory()
     long_path = "/srv/app/.venv/lib/python3.11/site-packages/shop/services/payments/handlers.py"
