@@ -64,6 +64,10 @@ def precise(seconds: Optional[float] = 5.0) -> WindowHandle:
     Works with the profiler from :func:`start` (the profiles go out with the next export) and
     without one (read ``handle.profiles`` after ``handle.wait()``). ``with otelprof.precise(None):``
     covers exactly the block. Windows never overlap: a request waits for an open window to end.
+
+    Returns once the window has opened (yappi runs), at most 10 s after the call; after that the
+    handle is ``pending`` and the window opens later. Raises TypeError or ValueError for a bad
+    ``seconds`` (not None or a number greater than 0 and at most 86400).
     """
     from otelprof.windows import PRECISE, request_window
 
@@ -71,7 +75,11 @@ def precise(seconds: Optional[float] = 5.0) -> WindowHandle:
 
 
 def memory(seconds: Optional[float] = 5.0) -> WindowHandle:
-    """Open a memory (tracemalloc) window now: allocations and live-heap growth by stack."""
+    """Open a memory (tracemalloc) window now: allocations and live-heap growth by stack.
+
+    As :func:`precise`: returns once tracing is on (at most 10 s after the call), and raises
+    TypeError or ValueError for a bad ``seconds``.
+    """
     from otelprof.windows import MEMORY, request_window
 
     return request_window(MEMORY, seconds)

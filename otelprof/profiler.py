@@ -112,7 +112,6 @@ class Profiler:
                 self.correlation.start()
                 self.sampler.start()
                 self.processor.start()
-                self.windows.start()
             except Exception:
                 _logger.exception("otelprof: could not start the profiler; the application runs on")
                 self.sampler.stop()
@@ -125,6 +124,12 @@ class Profiler:
                 self._register_multiprocessing_hook()
                 install_sigterm_flush(self)
                 self._atexit_registered = True
+            # Last: a whole-run precise window (otelprof run --precise) opens here, and what the
+            # agent itself imports and sets up above must not be recorded as the program's.
+            try:
+                self.windows.start()
+            except Exception:
+                _logger.exception("otelprof: could not start precise/memory windows; sampling on")
             _logger.debug("otelprof: profiling at %g Hz", self.config.sampling_rate_hz)
         return self
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Callable, Iterable, Mapping, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, Mapping, Optional, Set, Tuple, Union
 
 from otelprof.model import AttributeValue, Stack, ValueType
 
@@ -108,6 +108,30 @@ def parse_hex_id(text: str, size: int, what: str = "id") -> bytes:
     if not is_hex_id(cleaned, size):
         raise ValueError(f"{what} must be {2 * size} hex digits, got {text!r}")
     return bytes.fromhex(cleaned)
+
+
+def name_series(records: Iterable[ProfileRecord]) -> Tuple[ProfileRecord, ...]:
+    """The records, each with the name of the series it belongs to as its sample type.
+
+    A series is a sample type *and* a period type: the stack sampler's ``wall`` (period type
+    ``wall``) and a precise window's exact ``wall`` (period type ``precise``) measure different
+    things and must never be added up. A sample type that comes with one period type keeps its
+    name; one that comes with several keeps it for the period type of the same name (the
+    sampler's) and is named ``TYPE:PERIOD`` for the others (``wall:precise``).
+    """
+    everything = tuple(records)
+    periods: Dict[str, Set[str]] = {}
+    for record in everything:
+        periods.setdefault(record.sample_type.type, set()).add(record.period_type.type)
+    named = []
+    for record in everything:
+        type_name, period = record.sample_type.type, record.period_type.type
+        if len(periods[type_name]) == 1 or period == type_name:
+            named.append(record)
+        else:
+            series = ValueType(f"{type_name}:{period or 'none'}", record.sample_type.unit)
+            named.append(replace(record, sample_type=series))
+    return tuple(named)
 
 
 def sample_types(records: Iterable[ProfileRecord]) -> Tuple[ValueType, ...]:

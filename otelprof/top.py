@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from otelprof.model import Frame, ValueType
 from otelprof.reader import load_profiles
@@ -20,6 +20,7 @@ from otelprof.records import (
     by_sample_type,
     by_span_id,
     by_trace_id,
+    name_series,
     sample_types,
 )
 from otelprof.units import format_percent, format_value
@@ -32,7 +33,6 @@ __all__ = [
     "compute_top",
     "format_top",
     "main_top",
-    "name_series",
 ]
 
 DEFAULT_TYPES = ("cpu", "wall")
@@ -95,30 +95,6 @@ def _unit_of(records: Sequence[ProfileRecord], type_name: str) -> ValueType:
     if len(units) > 1:
         raise TopError(f"sample type {type_name!r} comes in several units: {', '.join(units)}")
     return ValueType(type_name, units[0] if units else "")
-
-
-def name_series(records: Iterable[ProfileRecord]) -> Tuple[ProfileRecord, ...]:
-    """The records, each with the name of the series it belongs to as its sample type.
-
-    A series is a sample type *and* a period type: the stack sampler's ``wall`` (period type
-    ``wall``) and a precise window's exact ``wall`` (period type ``precise``) measure different
-    things and must never be added up. A sample type that comes with one period type keeps its
-    name; one that comes with several keeps it for the period type of the same name (the
-    sampler's) and is named ``TYPE:PERIOD`` for the others (``wall:precise``).
-    """
-    everything = tuple(records)
-    periods: Dict[str, Set[str]] = {}
-    for record in everything:
-        periods.setdefault(record.sample_type.type, set()).add(record.period_type.type)
-    named = []
-    for record in everything:
-        type_name, period = record.sample_type.type, record.period_type.type
-        if len(periods[type_name]) == 1 or period == type_name:
-            named.append(record)
-        else:
-            series = ValueType(f"{type_name}:{period or 'none'}", record.sample_type.unit)
-            named.append(replace(record, sample_type=series))
-    return tuple(named)
 
 
 def compute_top(records: Sequence[ProfileRecord], type_names: Sequence[str]) -> TopTable:

@@ -188,6 +188,25 @@ def test_a_precise_windows_wall_is_kept_apart_from_the_samplers_and_shown_when_a
         format_top(records, types=["exact"])
 
 
+def test_view_diff_and_export_keep_a_precise_windows_wall_apart_too(tmp_path, capsys) -> None:
+    from otelprof.viewer.commands import main_export
+
+    factory = shop_request()
+    precise_window(factory, ("wall", "nanoseconds"), [S([COMPUTE, HANDLE], 70 * MS)])
+    path = write_pb(tmp_path / "p.otlp.pb", factory.request())
+
+    def collapsed_total(sample_type: str) -> int:
+        out = tmp_path / f"{sample_type}.txt"
+        assert (
+            main_export(["--format", "collapsed", "--type", sample_type, str(path), "-o", str(out)])
+            == 0
+        )
+        return sum(int(line.rsplit(" ", 1)[1]) for line in out.read_text().splitlines())
+
+    assert collapsed_total("wall") == 1000 * MS
+    assert collapsed_total("wall:precise") == 70 * MS
+
+
 def test_every_line_fits_in_100_columns_and_long_names_lose_the_path_first() -> None:
     factory = RequestFactory()
     long_path = "/srv/app/.venv/lib/python3.11/site-packages/shop/services/payments/handlers.py"

@@ -19,6 +19,7 @@ from otelprof.records import (
     by_sample_attribute,
     by_span_id,
     by_trace_id,
+    name_series,
     parse_hex_id,
     sample_types,
 )
@@ -147,4 +148,5 @@ def load_or_report(command: str, paths: Sequence[str]) -> Optional[Tuple[Profile
     if not result.files:
         print(f"otelprof {command}: error: no readable profile files", file=sys.stderr)
         return None
-    return result.records
+    # A precise window's wall is "wall:precise" here: never added into the sampler's wall.
+    return name_series(result.records)
