@@ -152,3 +152,33 @@ def test_the_profiler_uses_it_unless_turned_off(monkeypatch: pytest.MonkeyPatch)
     assert Profiler(adaptive_rate=False).sampler.rate is None
     monkeypatch.setenv("OTEL_PYTHON_PROFILER_ADAPTIVE_RATE", "false")
     assert resolve_config().adaptive_rate is False
+
+
+def test_idle_seconds_are_judged_against_one_core_and_the_next_busy_one_afresh() -> None:
+    # A service that starts idle: the agent's share of almost no CPU is huge and meaningless;
+    # 50 us per tick is 0.5 % of one core at 100 Hz, within the 0.7 % target.
+    usage = Usage(app=0.001, cost=50e-6)  # 1 ms of application CPU a second
+    steering = controller(usage)
+    for _ in range(10):
+        usage.run_second(steering)
+    assert steering.rate_hz == 100.0 and steering.adjustments == 0
+    usage.app, usage.cost = 1.0, 100e-6  # requests: 1 % at 100 Hz, over the 0.7 % target
+    usage.run_second(steering)
+    first = steering.rate_hz
+    assert 50.0 <= first < 100.0  # one step, as a first check may take
+    for _ in range(10):
+        usage.run_second(steering)
+    target = 0.01 * OWN_SHARE_OF_BUDGET
+    assert share(usage, steering.rate_hz) <= target * 1.05
+    usage.app, usage.cost = 0.001, 50e-6  # idle again: the maximum rate comes back
+    for _ in range(5):
+        usage.run_second(steering)
+    assert steering.rate_hz == 100.0
+
+
+def test_idle_ticks_are_held_to_the_target_share_of_one_core() -> None:
+    usage = Usage(app=0.0, cost=500e-6)  # hundreds of idle threads: 5 % of a core at 100 Hz
+    steering = controller(usage)
+    for _ in range(10):
+        usage.run_second(steering)
+    assert usage.cost * steering.rate_hz <= 0.01 * OWN_SHARE_OF_BUDGET * 1.05
