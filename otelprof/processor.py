@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Deque, Dict, Optional
 
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+
 from otelprof._threads import start_agent_thread
 from otelprof.export.base import ExportStatus, ProfileExporter
 from otelprof.export.retry import RetryPolicy
@@ -205,6 +207,10 @@ class ExportProcessor:
         if pending.first_attempt is None:
             pending.first_attempt = now
         pending.attempts += 1
+        # Instrumented grpc/requests (opentelemetry-instrument with their instrumentations
+        # installed) would otherwise trace every export as a span of the application's, with an
+        # error event each time the endpoint is down: the SDK's own exporters do the same.
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             result = self.exporter.export(pending.request, timeout_seconds or self.timeout_seconds)
         except Exception as error:  # exporters should not raise; treat it as a failed attempt
@@ -212,6 +218,8 @@ class ExportProcessor:
             self.failed_requests += 1
             self._throttle.warn("export failed permanently: %s", error)
             return ExportStatus.PERMANENT
+        finally:
+            detach(token)
         if result.status is ExportStatus.SUCCESS:
             self.exported_requests += 1
             if self._failures_in_a_row:

@@ -103,8 +103,13 @@ def is_hex_id(text: str, size: int) -> bool:
 
 
 def parse_hex_id(text: str, size: int, what: str = "id") -> bytes:
-    """Parse a hex trace id (``size`` 16) or span id (8); ``ValueError`` says what is wrong."""
+    """Parse a hex trace id (``size`` 16) or span id (8); ``ValueError`` says what is wrong.
+
+    A ``0x`` prefix is accepted: the SDK's console exporter prints ids that way.
+    """
     cleaned = text.strip().lower()
+    if cleaned.startswith("0x"):
+        cleaned = cleaned[2:]
     if not is_hex_id(cleaned, size):
         raise ValueError(f"{what} must be {2 * size} hex digits, got {text!r}")
     return bytes.fromhex(cleaned)

@@ -286,6 +286,15 @@ def test_cli_reads_collector_json_and_warns_about_bad_files(
     assert "total: wall 930ms" in out.out
 
 
+def test_ids_copied_with_a_0x_prefix_are_accepted(tmp_path: Path, capsys) -> None:
+    # The SDK's console exporter prints "trace_id": "0x0af7..."; a copy-paste must work.
+    path = write_pb(tmp_path / "1.otlp.pb", shop_request().request())
+    assert main_top([str(path), "--trace-id", "0x" + TRACE_B.hex(), "--type", "cpu"]) == 0
+    assert "total: cpu 30.0ms" in capsys.readouterr().out
+    assert main_top([str(path), "--span-id", "0X" + SPAN_B.hex().upper()]) == 0
+    assert "total: cpu 30.0ms, wall 930ms" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -246,3 +246,36 @@ def test_a_profile_the_last_attempt_fails_to_send_is_logged_with_the_reason(capl
     assert [r.getMessage() for r in caplog.records] == [
         "otelprof: 1 profile(s) not sent (the last attempt, at shutdown or flush): unavailable"
     ]
+
+
+def test_exports_are_not_traced_by_an_instrumented_http_client():
+    # Under opentelemetry-instrument with the requests instrumentation installed, every export
+    # would be a POST span in the application's traces.
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otelprof.config import ExporterConfig
+    from otelprof.export.otlp_http import OTLPHttpProfileExporter
+    from tests.export.servers import RecordingHttpServer
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    server = RecordingHttpServer().start()
+    RequestsInstrumentor().instrument(tracer_provider=provider)
+    try:
+        exporter = OTLPHttpProfileExporter(
+            ExporterConfig(protocol="http/protobuf", endpoint=server.endpoint)
+        )
+        processor = ExportProcessor(collect=Numbered(), exporter=exporter, interval_seconds=3600)
+        assert processor.force_flush(10.0)
+        import requests
+
+        requests.get(f"http://127.0.0.1:{server.port}/other", timeout=10)  # still traced
+    finally:
+        RequestsInstrumentor().uninstrument()
+        server.stop()
+    assert len(server.raw_bodies) == 1
+    assert [span.name for span in spans.get_finished_spans()] == ["GET"]
