@@ -130,6 +130,7 @@ class StackSampler:
         self._last_tick_ns: Optional[int] = None
         self._cpu_state: Dict[int, _ThreadState] = {}  # by thread ident
         self._stop = threading.Event()
+        self._stopping_ident: Optional[int] = None  # the thread in stop(), left out meanwhile
         self._thread: Optional[threading.Thread] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -138,10 +139,14 @@ class StackSampler:
         if self._thread is not None and self._thread.is_alive():
             return
         self._stop.clear()
+        self._stopping_ident = None
         self._last_tick_ns = None
         self._thread = start_agent_thread("otelprof-sampler", self._run)
 
     def stop(self, timeout_seconds: float = 2.0) -> None:
+        # The thread stopping us may be walked by a tick still running (it hands the GIL over
+        # while it waits): its stack is the agent's shutdown, not the application's work.
+        self._stopping_ident = threading.get_ident()
         self._stop.set()
         thread, self._thread = self._thread, None
         if thread is not None and thread is not threading.current_thread():
@@ -161,6 +166,7 @@ class StackSampler:
             self.rate.reset()
         self._thread = None
         self._stop = threading.Event()
+        self._stopping_ident = None
 
     @property
     def current_interval_seconds(self) -> float:
@@ -209,7 +215,7 @@ class StackSampler:
             interval.ticks += 1
             counts = interval.counts
             for ident, handle in handles.items():
-                if ident in AGENT_THREAD_IDENTS:
+                if ident in AGENT_THREAD_IDENTS or ident == self._stopping_ident:
                     continue
                 state = cpu_state.get(ident)
                 thread = active.get(ident)

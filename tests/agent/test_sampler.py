@@ -130,6 +130,23 @@ def test_agent_threads_and_the_sampler_itself_are_not_sampled():
     assert threading.current_thread().name in names
 
 
+def test_the_thread_stopping_the_sampler_is_not_sampled_in_its_shutdown():
+    # stop() waits for a tick that may still be running and walking every thread: the thread
+    # waiting there is in the agent's shutdown, which is no part of the application's profile.
+    sampler = StackSampler(interval_seconds=0.01)
+    with ParkedThread("app-worker", parked_in_known_function):
+        sampler.stop()  # no thread was started: only the stopping thread is noted
+        sampler.sample_once()  # as a tick still running during stop() would
+        names = {s.thread_name for s in sampler.drain().samples}
+        assert threading.current_thread().name not in names
+        assert "app-worker" in names
+    sampler.start()  # started again, the thread that stopped it is the application's again
+    try:
+        assert sampler._stopping_ident is None
+    finally:
+        sampler.stop()
+
+
 def test_drain_starts_a_new_interval_and_profiles_carry_thread_attributes():
     clock = FakeClock()
     unix = FakeClock(1_700_000_000_000_000_000)
