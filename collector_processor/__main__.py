@@ -58,6 +58,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     try:
         shutdown_timeout = parse_duration(args.shutdown_timeout, "--shutdown-timeout")
+        if shutdown_timeout <= 0:
+            # Nothing could drain: every queued request would be dropped at once.
+            raise ConfigError("--shutdown-timeout", "must be > 0")
         config = load_config(args.config, args.set)
     except ConfigError as exc:
         print(f"otelprof-collector: invalid configuration: {exc}", file=sys.stderr)

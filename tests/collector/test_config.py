@@ -241,3 +241,14 @@ def test_the_documented_example_is_a_valid_config() -> None:
     config = parse_config(yaml.safe_load(example))
     assert [p.name for p in config.pipelines] == ["profiles"]
     assert config.exporters["otlp_grpc/collector"].settings.sending.queue.storage == "file_storage"
+
+
+@pytest.mark.parametrize("value", ["-1s", "0s", "0"])
+def test_cli_refuses_a_shutdown_timeout_that_is_not_positive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    good = write(tmp_path, "good.yaml", MINIMAL)
+    assert main(["--config", good, f"--shutdown-timeout={value}", "--validate"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "otelprof-collector: invalid configuration: --shutdown-timeout: must be > 0"
+    )
