@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, Union
 from urllib.parse import urlparse
 
 from collector_processor.confparse import ConfigError, Node, join_path
+from collector_processor.receiver.config import port_number
 from collector_processor.sending.config import (
     QueueSettings,
     RetrySettings,
@@ -32,6 +34,7 @@ __all__ = [
 COMPRESSIONS = ("gzip", "none")
 HTTP_ENCODINGS = ("proto", "json")
 PROFILES_PATH = "/v1development/profiles"
+_PORT = re.compile(r"[0-9]+")  # ASCII digits: str.isdigit() also accepts "²"
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,11 @@ class OTLPGrpcExporterConfig:
         if not self.endpoint:
             raise ConfigError(key, "required (host:port of the OTLP/gRPC server)")
         target = self.endpoint.split("://", 1)[-1]
-        if ":" not in target or not target.rsplit(":", 1)[1].isdigit():
+        port_text = target.rpartition(":")[2]
+        if ":" not in target or not _PORT.fullmatch(port_text):
             raise ConfigError(key, f'"{self.endpoint}" must be host:port')
+        if not port_number(port_text):  # port 0 cannot be connected to
+            raise ConfigError(key, f'"{self.endpoint}": port {port_text} out of range (1-65535)')
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,13 @@ __all__ = [
     "OTLPReceiverConfig",
     "default_config",
     "load_config",
+    "port_number",
     "split_endpoint",
 ]
 
 MIB = 1024 * 1024
-_PORT = re.compile(r"[0-9]{1,5}")
+_PORT = re.compile(r"[0-9]+")  # ASCII digits: str.isdigit() also accepts "²", which int() refuses
+MAX_PORT = 65535
 
 
 @dataclass(frozen=True)
@@ -76,11 +78,23 @@ def default_config() -> OTLPReceiverConfig:
 def split_endpoint(endpoint: str, path: str) -> Tuple[str, int]:
     """``host:port`` (``[::1]:port``, ``:port`` = all interfaces) into a bindable pair."""
     host, sep, port_text = endpoint.rpartition(":")
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
-    if not sep or not _PORT.fullmatch(port_text) or int(port_text) > 65535:
+    if not sep or not _PORT.fullmatch(port_text):
         raise ConfigError(path, f'"{endpoint}" must be host:port')
+    port = port_number(port_text)
+    if port is None:
+        raise ConfigError(
+            path, f'"{endpoint}": port {port_text} out of range (1-65535, or 0 for a free port)'
+        )
     host = host.strip("[]") or "0.0.0.0"
-    return host, int(port_text)
+    return host, port
+
+
+def port_number(text: str) -> Optional[int]:
+    """The port ``text`` (ASCII digits) names, or None past 65535."""
+    # Length first: int() refuses strings of thousands of digits with its own error.
+    if len(text) > len(str(MAX_PORT)) or int(text) > MAX_PORT:
+        return None
+    return int(text)
 
 
 def _load_auth(node: Node) -> Optional[str]:

@@ -252,3 +252,38 @@ def test_cli_refuses_a_shutdown_timeout_that_is_not_positive(
     assert capsys.readouterr().err.strip() == (
         "otelprof-collector: invalid configuration: --shutdown-timeout: must be > 0"
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "endpoint", "expected"),
+    [
+        (
+            "receivers::otlp::protocols::grpc::endpoint",
+            "127.0.0.1:99999",
+            '"127.0.0.1:99999": port 99999 out of range (1-65535, or 0 for a free port)',
+        ),
+        (
+            "receivers::otlp::protocols::grpc::endpoint",
+            "h:" + "9" * 5000,  # past int()'s digit limit: still this error, not a ValueError
+            "out of range (1-65535, or 0 for a free port)",
+        ),
+        (
+            "service::telemetry::metrics::address",
+            ":70000",
+            '":70000": port 70000 out of range (1-65535, or 0 for a free port)',
+        ),
+        (
+            "exporters::otlp::endpoint",
+            "backend:99999",
+            '"backend:99999": port 99999 out of range (1-65535)',
+        ),
+        ("exporters::otlp::endpoint", "backend:0", '"backend:0": port 0 out of range (1-65535)'),
+    ],
+)
+def test_a_port_out_of_range_is_named_as_such(
+    tmp_path: Path, key: str, endpoint: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config([write(tmp_path, "c.yaml", MINIMAL)], [f"{key}={endpoint}"])
+    assert str(caught.value).startswith(f"{key}: ")
+    assert str(caught.value).endswith(expected)
