@@ -59,6 +59,18 @@ class RetrySettings:
         for key, value in checks:
             if value < 0:
                 raise ConfigError(f"{path}::{key}", "must be >= 0")
+        # Stricter than the Collector (which only refuses negatives): a zero interval, or a
+        # multiplier that shrinks the wait, retries a down backend in a tight loop.
+        for key, value in (
+            ("initial_interval", self.initial_interval_seconds),
+            ("max_interval", self.max_interval_seconds),
+        ):
+            if value == 0:
+                raise ConfigError(f"{path}::{key}", "must be > 0 (0 retries in a tight loop)")
+        if self.multiplier < 1:
+            raise ConfigError(
+                f"{path}::multiplier", "must be >= 1 (a smaller one shrinks the wait toward 0)"
+            )
         if self.randomization_factor > 1:
             raise ConfigError(f"{path}::randomization_factor", "must be <= 1")
         if self.max_elapsed_time_seconds > 0:

@@ -287,3 +287,21 @@ def test_a_port_out_of_range_is_named_as_such(
         load_config([write(tmp_path, "c.yaml", MINIMAL)], [f"{key}={endpoint}"])
     assert str(caught.value).startswith(f"{key}: ")
     assert str(caught.value).endswith(expected)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        ("multiplier", "0", "must be >= 1 (a smaller one shrinks the wait toward 0)"),
+        ("multiplier", "0.5", "must be >= 1 (a smaller one shrinks the wait toward 0)"),
+        ("initial_interval", "0s", "must be > 0 (0 retries in a tight loop)"),
+        ("max_interval", "0s", "must be > 0 (0 retries in a tight loop)"),
+    ],
+)
+def test_retry_settings_that_would_retry_in_a_tight_loop_are_refused(
+    tmp_path: Path, key: str, value: str, reason: str
+) -> None:
+    path = write(tmp_path, "c.yaml", MINIMAL)
+    with pytest.raises(ConfigError) as caught:
+        load_config([path], [f"exporters::otlp::retry_on_failure::{key}={value}"])
+    assert str(caught.value) == f"exporters::otlp::retry_on_failure::{key}: {reason}"
