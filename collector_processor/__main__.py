@@ -12,6 +12,10 @@ from collector_processor.confparse import ConfigError, parse_duration
 __all__ = ["main"]
 
 DEFAULT_SHUTDOWN_TIMEOUT = "15s"
+# The ``collector`` extra's modules: ``pip install otelprof`` installs this entry point
+# without them.
+COLLECTOR_ONLY_MODULES = frozenset({"yaml", "aiohttp"})
+EXTRA_HINT = "pip install 'otelprof[collector]'"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,8 +57,19 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     # Imported here so --help and --version stay fast.
-    from collector_processor.app import run
-    from collector_processor.config import load_config
+    try:
+        from collector_processor.app import run
+        from collector_processor.config import load_config
+    except ModuleNotFoundError as exc:
+        missing = (exc.name or "").partition(".")[0]
+        if missing not in COLLECTOR_ONLY_MODULES:
+            raise  # not a missing extra: a broken install, the traceback tells more
+        print(
+            f"otelprof-collector: the Python module {missing!r} is missing: "
+            f"install otelprof[collector] ({EXTRA_HINT})",
+            file=sys.stderr,
+        )
+        return 2
 
     try:
         shutdown_timeout = parse_duration(args.shutdown_timeout, "--shutdown-timeout")

@@ -174,3 +174,27 @@ def test_a_port_in_use_is_a_clear_start_failure(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "otelprof-collector could not start" in result.stderr
     assert f"127.0.0.1:{port}" in result.stderr
+
+
+@pytest.mark.parametrize("module", ["yaml", "aiohttp"])
+def test_a_missing_collector_extra_is_one_line_naming_the_install(
+    tmp_path: Path, module: str
+) -> None:
+    # As after `pip install otelprof` without [collector]: the import of the module fails.
+    program = (
+        f"import sys; sys.modules[{module!r}] = None\n"
+        "from collector_processor.__main__ import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, "--config", str(tmp_path / "c.yaml"), "--validate"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"otelprof-collector: the Python module '{module}' is missing: "
+        "install otelprof[collector] (pip install 'otelprof[collector]')"
+    ]
