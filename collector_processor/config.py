@@ -12,7 +12,13 @@ import yaml
 from collector_processor.confparse import ConfigError, Node, join_path
 from collector_processor.exporter import config as exporter_config
 from collector_processor.extension import config as extension_config
-from collector_processor.overrides import apply_set, check_shape, expand_env, merge
+from collector_processor.overrides import (
+    apply_set,
+    check_shape,
+    describe_yaml_error,
+    expand_env,
+    merge,
+)
 from collector_processor.processor import config as processor_config
 from collector_processor.receiver import config as receiver_config
 
@@ -252,7 +258,8 @@ def load_config_files(paths: Sequence[str], overrides: Sequence[str] = ()) -> An
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError("", f"{path}: invalid YAML: {exc}") from exc
+            problem = describe_yaml_error(exc, text)
+            raise ConfigError("", f"{path}: invalid YAML at {problem}") from None
         except RecursionError:
             raise ConfigError("", f"{path}: invalid YAML: nested too deeply") from None
         check_shape(document, path)

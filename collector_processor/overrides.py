@@ -10,7 +10,15 @@ import yaml
 
 from collector_processor.confparse import PATH_SEPARATOR, ConfigError
 
-__all__ = ["MAX_DEPTH", "MAX_NODES", "apply_set", "check_shape", "expand_env", "merge"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_NODES",
+    "apply_set",
+    "check_shape",
+    "describe_yaml_error",
+    "expand_env",
+    "merge",
+]
 
 _ENV_REFERENCE = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Far beyond any real configuration (a few levels, hundreds of values).
@@ -18,6 +26,29 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000
 _INDEX = re.compile(r"[0-9]{1,9}")  # ASCII digits: str.isdigit() also accepts "²"
 _WHOLE_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
+
+
+def describe_yaml_error(exc: yaml.YAMLError, text: str) -> str:
+    """``line L, column C: problem`` on one line (PyYAML's own text spans several, with an
+    excerpt of the document under a caret)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        message = f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}"
+        if exc.context and exc.context_mark is not None:
+            start = exc.context_mark
+            message += (
+                f" ({exc.context} started at line {start.line + 1}, column {start.column + 1})"
+            )
+        return message
+    if isinstance(exc, yaml.reader.ReaderError) and isinstance(exc.character, int):
+        position = exc.position
+        line = text.count("\n", 0, position) + 1
+        column = position - (text.rfind("\n", 0, position) + 1) + 1
+        return (
+            f"line {line}, column {column}: unacceptable character "
+            f"#x{exc.character:04x}: {exc.reason}"
+        )
+    return " ".join(str(exc).split())
 
 
 def check_shape(document: Any, where: str) -> None:
@@ -67,7 +98,8 @@ def apply_set(config: Mapping[str, Any], assignment: str) -> Dict[str, Any]:
     try:
         value = yaml.safe_load(value_text) if value_text else None
     except yaml.YAMLError as exc:
-        raise ConfigError(path_text, f"--set value is not valid YAML: {exc}") from exc
+        problem = describe_yaml_error(exc, value_text)
+        raise ConfigError(path_text, f"--set value is not valid YAML at {problem}") from None
     except RecursionError:
         raise ConfigError(path_text, "--set value is nested too deeply") from None
     check_shape(value, f"--set {path_text}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 from unittest import mock
 
 import pytest
@@ -305,3 +305,42 @@ def test_retry_settings_that_would_retry_in_a_tight_loop_are_refused(
     with pytest.raises(ConfigError) as caught:
         load_config([path], [f"exporters::otlp::retry_on_failure::{key}={value}"])
     assert str(caught.value) == f"exporters::otlp::retry_on_failure::{key}: {reason}"
+
+
+@pytest.mark.parametrize(
+    ("text", "override", "expected"),
+    [
+        (
+            "a: [\n b: c\n",
+            None,
+            "bad.yaml: invalid YAML at line 3, column 1: expected ',' or ']', but got "
+            "'<stream end>' (while parsing a flow sequence started at line 1, column 4)",
+        ),
+        (
+            "a: 1\nb: x\x01y\n",
+            None,
+            "bad.yaml: invalid YAML at line 2, column 5: unacceptable character #x0001: "
+            "special characters are not allowed",
+        ),
+        (
+            MINIMAL,
+            "exporters::otlp::headers=[x",
+            "exporters::otlp::headers: --set value is not valid YAML at line 1, column 3: "
+            "expected ',' or ']', but got '<stream end>' (while parsing a flow sequence "
+            "started at line 1, column 1)",
+        ),
+    ],
+    ids=["file", "control_character", "set"],
+)
+def test_a_yaml_syntax_error_is_one_line_with_line_and_column(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    override: Optional[str],
+    expected: str,
+) -> None:
+    path = write(tmp_path, "bad.yaml", text)
+    args = ["--config", path, "--validate", *(["--set", override] if override else [])]
+    assert main(args) == 2
+    err = capsys.readouterr().err.replace(str(tmp_path) + "/", "")
+    assert err.splitlines() == [f"otelprof-collector: invalid configuration: {expected}"]
