@@ -17,6 +17,7 @@ from collector_processor.overrides import (
     check_shape,
     describe_yaml_error,
     expand_env,
+    load_yaml,
     merge,
 )
 from collector_processor.processor import config as processor_config
@@ -256,7 +257,7 @@ def load_config_files(paths: Sequence[str], overrides: Sequence[str] = ()) -> An
         except UnicodeDecodeError as exc:
             raise ConfigError("", f"{path}: not UTF-8 text (byte {exc.start})") from None
         try:
-            document = yaml.safe_load(text)
+            document = load_yaml(text)
         except yaml.YAMLError as exc:
             problem = describe_yaml_error(exc, text)
             raise ConfigError("", f"{path}: invalid YAML at {problem}") from None

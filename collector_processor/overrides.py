@@ -17,6 +17,7 @@ __all__ = [
     "check_shape",
     "describe_yaml_error",
     "expand_env",
+    "load_yaml",
     "merge",
 ]
 
@@ -26,6 +27,36 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000
 _INDEX = re.compile(r"[0-9]{1,9}")  # ASCII digits: str.isdigit() also accepts "²"
 _WHOLE_REFERENCE = re.compile(r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}$")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping, as the Collector's yaml.v3:
+    PyYAML keeps the last one silently (a second ``exporters:`` section replaces the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Any, Any]:
+        seen: Dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # keys given next to a "<<:" merge override the merged ones: allowed
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.setdefault(key, key_node.start_mark)
+            except TypeError:
+                continue  # an unhashable key: the constructor below names that problem
+            if first is not key_node.start_mark:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f'duplicate key "{key}" (first at line {first.line + 1}, '
+                    f"column {first.column + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys."""
+    return yaml.load(text, Loader=_Loader)
 
 
 def describe_yaml_error(exc: yaml.YAMLError, text: str) -> str:
@@ -96,7 +127,7 @@ def apply_set(config: Mapping[str, Any], assignment: str) -> Dict[str, Any]:
         raise ConfigError("", f"--set {assignment!r}: expected key::path=value")
     keys = path_text.split(PATH_SEPARATOR)
     try:
-        value = yaml.safe_load(value_text) if value_text else None
+        value = load_yaml(value_text) if value_text else None
     except yaml.YAMLError as exc:
         problem = describe_yaml_error(exc, value_text)
         raise ConfigError(path_text, f"--set value is not valid YAML at {problem}") from None
@@ -163,7 +194,7 @@ def expand_env(value: Any) -> Any:
     if _WHOLE_REFERENCE.match(value):
         # As the Collector: a value that is one reference takes the type its text reads as.
         try:
-            parsed = yaml.safe_load(expanded) if expanded else expanded
+            parsed = load_yaml(expanded) if expanded else expanded
         except yaml.YAMLError:
             return expanded
         if isinstance(parsed, (str, int, float, bool)):

@@ -344,3 +344,36 @@ def test_a_yaml_syntax_error_is_one_line_with_line_and_column(
     assert main(args) == 2
     err = capsys.readouterr().err.replace(str(tmp_path) + "/", "")
     assert err.splitlines() == [f"otelprof-collector: invalid configuration: {expected}"]
+
+
+@pytest.mark.parametrize(
+    ("text", "override", "expected"),
+    [
+        (
+            MINIMAL + "exporters:\n  file: {path: /tmp/x}\n",
+            None,
+            'c.yaml: invalid YAML at line 14, column 1: duplicate key "exporters" '
+            "(first at line 6, column 1)",
+        ),
+        (
+            MINIMAL.replace("endpoint: backend:4317", "{endpoint: a:1, endpoint: b:2}"),
+            None,
+            'c.yaml: invalid YAML at line 8, column 21: duplicate key "endpoint" '
+            "(first at line 8, column 6)",
+        ),
+        (
+            MINIMAL,
+            "exporters::otlp::headers={a: x, a: y}",
+            "exporters::otlp::headers: --set value is not valid YAML at line 1, column 8: "
+            'duplicate key "a" (first at line 1, column 2)',
+        ),
+    ],
+    ids=["section", "flow_mapping", "set"],
+)
+def test_a_duplicate_key_is_refused_with_its_line(
+    tmp_path: Path, text: str, override: Optional[str], expected: str
+) -> None:
+    path = write(tmp_path, "c.yaml", text)
+    with pytest.raises(ConfigError) as caught:
+        load_config([path], [override] if override else [])
+    assert str(caught.value).replace(f"{tmp_path}/", "") == expected
