@@ -218,6 +218,11 @@ def parse_config(raw: Any) -> CollectorConfig:
     root = Node(raw, "")
     if root.has("connectors"):
         raise ConfigError("connectors", "not supported by otelprof-collector")
+    # A misspelt section first: otherwise its components seem missing ("references receiver
+    # "otlp" which is not configured") and the typo itself is never named.
+    for section in (*SECTIONS, "service"):
+        root.get(section)
+    root.finish()
     sections = {section: _load_section(root, section) for section in SECTIONS}
     partial = CollectorConfig(
         receivers=sections["receivers"],
@@ -232,7 +237,6 @@ def parse_config(raw: Any) -> CollectorConfig:
     pipelines = _load_pipelines(service.child("pipelines"), partial)
     telemetry = _load_telemetry(service.child("telemetry"))
     service.finish()
-    root.finish()
     config = CollectorConfig(
         receivers=partial.receivers,
         processors=partial.processors,

@@ -377,3 +377,10 @@ def test_a_duplicate_key_is_refused_with_its_line(
     with pytest.raises(ConfigError) as caught:
         load_config([path], [override] if override else [])
     assert str(caught.value).replace(f"{tmp_path}/", "") == expected
+
+
+def test_a_misspelt_section_is_named_before_the_references_it_breaks(tmp_path: Path) -> None:
+    path = write(tmp_path, "c.yaml", MINIMAL.replace("receivers:\n  otlp:", "receiver:\n  otlp:"))
+    with pytest.raises(ConfigError) as caught:
+        load_config([path])
+    assert str(caught.value) == 'receiver: unknown key (did you mean "receivers"?)'
