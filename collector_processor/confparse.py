@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Set
 
-__all__ = ["ConfigError", "Node", "join_path", "parse_duration"]
+__all__ = ["ConfigError", "Node", "TypedText", "join_path", "parse_duration", "plain"]
 
 PATH_SEPARATOR = "::"
 
@@ -29,6 +30,33 @@ class ConfigError(ValueError):
         self.path = path
         self.reason = reason
         super().__init__(f"{path}: {reason}" if path else reason)
+
+
+@dataclass(frozen=True)
+class TypedText:
+    """A scalar read from text that YAML typed (a ``${env:NAME}`` value, a ``--set`` value).
+
+    ``value`` is what YAML made of it (``1.10`` -> 1.1, ``0123`` -> 83, ``true`` -> True),
+    ``text`` what was written. A key that takes a string gets the text, as the Collector keeps
+    the original string of an expanded value for string fields; any other key gets the value.
+    """
+
+    value: Any
+    text: str
+
+
+def plain(value: Any) -> Any:
+    """``value`` with its :class:`TypedText` scalars typed (in lists too; not in mappings,
+    which stay raw for the :class:`Node` that reads them)."""
+    if isinstance(value, TypedText):
+        return value.value
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
+
+
+def _text(value: Any) -> Any:
+    return value.text if isinstance(value, TypedText) else value
 
 
 def join_path(*parts: str) -> str:
@@ -75,6 +103,7 @@ class Node:
     """
 
     def __init__(self, raw: Any, path: str) -> None:
+        raw = plain(raw)
         if raw is None:
             raw = {}
         if not isinstance(raw, Mapping):
@@ -93,6 +122,9 @@ class Node:
         return key in self.raw
 
     def get(self, key: str) -> Any:
+        return plain(self._raw(key))
+
+    def _raw(self, key: str) -> Any:
         self._used.add(key)
         return self.raw.get(key)
 
@@ -100,7 +132,7 @@ class Node:
         return Node(self.get(key), self.key_path(key))
 
     def string(self, key: str, default: str) -> str:
-        value = self.get(key)
+        value = _text(self._raw(key))
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -142,13 +174,13 @@ class Node:
         return parse_duration(value, self.key_path(key))
 
     def string_list(self, key: str, default: List[str]) -> List[str]:
-        value = self.get(key)
+        value = _text(self._raw(key))
         if value is None:
             return list(default)
         if not isinstance(value, list):
             raise ConfigError(self.key_path(key), f"expected a list, got {_kind(value)}")
         result = []
-        for index, item in enumerate(value):
+        for index, item in enumerate(map(_text, value)):
             if isinstance(item, bool) or not isinstance(item, (str, int, float)):
                 raise ConfigError(
                     join_path(self.key_path(key), str(index)),

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, Union
 
 import yaml
 
-from collector_processor.confparse import PATH_SEPARATOR, ConfigError
+from collector_processor.confparse import PATH_SEPARATOR, ConfigError, TypedText, plain
 
 __all__ = [
     "MAX_DEPTH",
@@ -54,9 +54,27 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+class _TextLoader(_Loader):
+    """Keeps the text of every scalar YAML types as other than a string (:class:`TypedText`)."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        data = super().construct_object(node, deep=deep)
+        if isinstance(node, yaml.ScalarNode) and data is not None and not isinstance(data, str):
+            return TypedText(data, node.value)
+        return data
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        return {plain(key): value for key, value in mapping.items()}  # keys are names: typed
+
+
 def load_yaml(text: str) -> Any:
     """``yaml.safe_load`` that refuses duplicate keys."""
     return yaml.load(text, Loader=_Loader)
+
+
+def _load_keeping_text(text: str) -> Any:
+    return yaml.load(text, Loader=_TextLoader)
 
 
 def describe_yaml_error(exc: yaml.YAMLError, text: str) -> str:
@@ -121,13 +139,14 @@ def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 def apply_set(config: Mapping[str, Any], assignment: str) -> Dict[str, Any]:
-    """Apply ``a::b::c=value``; ``value`` is read as YAML, list items are addressed by index."""
+    """Apply ``a::b::c=value``; ``value`` is read as YAML (its scalars keep their text, see
+    :class:`TypedText`), list items are addressed by index."""
     path_text, sep, value_text = assignment.partition("=")
     if not sep or not path_text:
         raise ConfigError("", f"--set {assignment!r}: expected key::path=value")
     keys = path_text.split(PATH_SEPARATOR)
     try:
-        value = load_yaml(value_text) if value_text else None
+        value = _load_keeping_text(value_text) if value_text else None
     except yaml.YAMLError as exc:
         problem = describe_yaml_error(exc, value_text)
         raise ConfigError(path_text, f"--set value is not valid YAML at {problem}") from None
@@ -192,11 +211,14 @@ def expand_env(value: Any) -> Any:
 
     expanded = _ENV_REFERENCE.sub(substitute, value)
     if _WHOLE_REFERENCE.match(value):
-        # As the Collector: a value that is one reference takes the type its text reads as.
+        # As the Collector: a value that is one reference takes the type its text reads as,
+        # and keeps the text for keys that take a string (TENANT=0123 is "0123", not 83).
         try:
             parsed = load_yaml(expanded) if expanded else expanded
         except yaml.YAMLError:
             return expanded
+        if parsed == expanded and isinstance(parsed, str):
+            return expanded
         if isinstance(parsed, (str, int, float, bool)):
-            return parsed
+            return TypedText(parsed, expanded)
     return expanded

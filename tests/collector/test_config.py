@@ -384,3 +384,37 @@ def test_a_misspelt_section_is_named_before_the_references_it_breaks(tmp_path: P
     with pytest.raises(ConfigError) as caught:
         load_config([path])
     assert str(caught.value) == 'receiver: unknown key (did you mean "receivers"?)'
+
+
+def test_substituted_and_set_scalars_keep_their_text_where_a_string_is_expected(
+    tmp_path: Path,
+) -> None:
+    raw: Dict[str, Any] = yaml.safe_load(MINIMAL)
+    raw["exporters"]["otlp"]["headers"] = {"x-tenant": "${env:TENANT}", "x-flag": "${env:FLAG}"}
+    raw["exporters"]["otlp"]["sending_queue"] = {"enabled": "${env:FLAG}", "queue_size": "${env:N}"}
+    raw["processors"] = {
+        "resource": {"attributes": [{"key": "n", "value": "${env:N}", "action": "insert"}]}
+    }
+    raw["service"]["pipelines"]["profiles"]["processors"] = ["resource"]
+    path = write(tmp_path, "c.yaml", yaml.safe_dump(raw))
+    with mock.patch.dict("os.environ", {"TENANT": "0123", "FLAG": "true", "N": "42"}):
+        config = load_config([path], ["exporters::otlp::headers::x-ver=1.10"])
+    settings = config.exporters["otlp"].settings
+    assert settings.headers == {
+        "x-tenant": "0123",  # was "83" (YAML 1.1 octal)
+        "x-flag": "true",  # was "expected a string, got bool"
+        "x-ver": "1.10",  # was "1.1"
+    }
+    # Where the key takes another type, the YAML type still applies.
+    assert settings.sending.queue.enabled is True
+    assert settings.sending.queue.queue_size == 42
+    assert config.processors["resource"].settings.attributes[0].value == 42
+
+    # Scalars inside a --set mapping or list keep their text too.
+    overrides = [
+        "exporters::otlp::headers={x-on: yes, x-big: 1e3}",
+        "service::pipelines::profiles::exporters=[otlp]",
+    ]
+    with mock.patch.dict("os.environ", {"FLAG": "true", "N": "42"}):
+        config = load_config([path], overrides)
+    assert config.exporters["otlp"].settings.headers == {"x-on": "yes", "x-big": "1e3"}
