@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY::PATH=VALUE",
         help="override one key after the files are merged, e.g. "
-        "--set exporters::otlp_grpc::endpoint=backend:4317 (value read as YAML)",
+        "--set exporters::otlp_grpc/backend::endpoint=backend:4317 (value read as YAML)",
     )
     parser.add_argument(
         "--shutdown-timeout",
@@ -59,7 +59,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     # Imported here so --help and --version stay fast.
     try:
         from collector_processor.app import run
-        from collector_processor.config import load_config
+        from collector_processor.config import load_config, unused_components
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").partition(".")[0]
         if missing not in COLLECTOR_ONLY_MODULES:
@@ -81,6 +81,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"otelprof-collector: invalid configuration: {exc}", file=sys.stderr)
         return 2
     if args.validate:
+        for warning in unused_components(config):  # a running service logs them
+            print(f"otelprof-collector: warning: {warning}", file=sys.stderr)
         print("config OK")
         return 0
     return run(config, shutdown_timeout_seconds=shutdown_timeout)

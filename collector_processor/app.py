@@ -16,7 +16,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from collector_processor.auth import BearerTokenAuth
-from collector_processor.config import CollectorConfig, ComponentConfig
+from collector_processor.config import CollectorConfig, ComponentConfig, unused_components
 from collector_processor.exporter.file import FileExporter
 from collector_processor.exporter.otlp_grpc import OTLPGrpcExporter
 from collector_processor.exporter.otlp_http import OTLPHttpExporter
@@ -172,6 +172,8 @@ class Service:
         self.metrics.gauge("process_memory_rss_bytes", "Resident memory of the service.", rss)
 
     async def start(self) -> None:
+        for warning in unused_components(self.config):
+            logger.warning("%s", warning)
         try:
             await self._start_extensions()
             await self._start_exporters()

@@ -31,6 +31,7 @@ __all__ = [
     "load_config",
     "load_config_files",
     "parse_config",
+    "unused_components",
 ]
 
 Loader = Callable[[Node], Any]
@@ -248,6 +249,36 @@ def parse_config(raw: Any) -> CollectorConfig:
     )
     _check_references(config)
     return config
+
+
+def unused_components(config: CollectorConfig) -> List[str]:
+    """Warnings, one line each, for components that are configured but never run.
+
+    The Collector ignores them too; they are worth a line because a ``--set`` with a wrong id
+    (``exporters::otlp_grpc::...`` for ``otlp_grpc/collector``) makes one silently.
+    """
+    used = {
+        "receivers": {r for pipe in config.pipelines for r in pipe.receivers},
+        "processors": {p for pipe in config.pipelines for p in pipe.processors},
+        "exporters": {e for pipe in config.pipelines for e in pipe.exporters},
+    }
+    idle = [
+        join_path(section, component_id)
+        for section, ids in used.items()
+        for component_id in getattr(config, section)
+        if component_id not in ids
+    ]
+    idle_extensions = [
+        join_path("extensions", name)
+        for name in config.extensions
+        if name not in config.service_extensions
+    ]
+    lines = []
+    if idle:
+        lines.append(f"not used by any pipeline, so not run: {', '.join(idle)}")
+    if idle_extensions:
+        lines.append(f"not listed in service::extensions, so not run: {', '.join(idle_extensions)}")
+    return lines
 
 
 def load_config_files(paths: Sequence[str], overrides: Sequence[str] = ()) -> Any:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 from unittest import mock
 
 import pytest
 import yaml
 
 from collector_processor.__main__ import main
-from collector_processor.config import load_config, parse_config
+from collector_processor.config import load_config, parse_config, unused_components
 from collector_processor.confparse import ConfigError, parse_duration
 from collector_processor.exporter.config import (
     FileExporterConfig,
@@ -22,6 +24,7 @@ from collector_processor.exporter.config import (
     default_otlp_http_config,
 )
 from collector_processor.extension.config import FileStorageConfig, HealthCheckConfig
+from collector_processor.overrides import apply_set
 from collector_processor.processor.config import (
     MemoryLimiterConfig,
     ResourceDetectionConfig,
@@ -40,6 +43,8 @@ from collector_processor.sending.config import (
     default_retry_settings,
 )
 from collector_processor.tlsconfig import ClientTLS
+
+from .harness import InProcessService, base_config
 
 TESTDATA = Path(__file__).parent / "testdata"
 INVALID = sorted(TESTDATA.glob("*.yaml"))
@@ -418,3 +423,41 @@ def test_substituted_and_set_scalars_keep_their_text_where_a_string_is_expected(
     with mock.patch.dict("os.environ", {"FLAG": "true", "N": "42"}):
         config = load_config([path], overrides)
     assert config.exporters["otlp"].settings.headers == {"x-on": "yes", "x-big": "1e3"}
+
+
+def test_validate_warns_about_components_no_pipeline_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = MINIMAL + "extensions:\n  health_check:\n"
+    path = write(tmp_path, "c.yaml", text)
+    # The id misses the exporter's name: a second exporter, in no pipeline.
+    assert main(["--config", path, "--validate", "--set", "exporters::otlp/x::endpoint=b:1"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == "config OK"
+    assert captured.err.splitlines() == [
+        "otelprof-collector: warning: not used by any pipeline, so not run: exporters::otlp/x",
+        "otelprof-collector: warning: not listed in service::extensions, so not run: "
+        "extensions::health_check",
+    ]
+
+
+def test_a_running_service_logs_the_components_no_pipeline_uses(
+    tmp_path: Path,
+    start_service: Callable[..., InProcessService],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = base_config({"file": {"path": str(tmp_path / "out.jsonl")}})
+    config["processors"] = {"resource": {"attributes": [{"key": "a", "action": "delete"}]}}
+    with caplog.at_level(logging.WARNING, logger="collector_processor"):
+        start_service(config)
+    assert "not used by any pipeline, so not run: processors::resource" in caplog.messages
+
+
+def test_the_documented_set_example_changes_the_documented_exporter() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "collector.md").read_text()
+    example = yaml.safe_load(doc.split("```yaml\n", 1)[1].split("```", 1)[0])
+    assignment = re.search(r"`--set (exporters::[^`]*)`", doc)
+    assert assignment is not None
+    config = parse_config(apply_set(example, assignment.group(1)))
+    assert unused_components(config) == []
+    assert config.exporters["otlp_grpc/collector"].settings.endpoint == "backend:4317"
