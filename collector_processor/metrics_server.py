@@ -32,7 +32,8 @@ class MetricsServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
-        self._runner, self.port = await serve(app, self.address)
+        key = "service::telemetry::metrics::address"
+        self._runner, self.port = await serve(app, self.address, key)
         logger.info("self-metrics: listening on port %d/metrics", self.port)
 
     async def shutdown(self) -> None:

@@ -46,8 +46,16 @@ class FileExporter:
         # Profiles name the code, files and services of the hosts that sent them: directories
         # and files this exporter creates are owner-only whatever the umask. Existing ones
         # keep the mode the operator gave them.
-        self.path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-        self._open()
+        try:
+            self.path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+            self._open()
+        except OSError as exc:
+            # "[Errno 17] File exists" alone names neither the exporter nor the file.
+            blocker = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+            reason = f"{blocker} is not a directory" if blocker else exc.strerror or str(exc)
+            raise OSError(
+                f"exporters::{self.id}::path: cannot open {self.path}: {reason}"
+            ) from None
 
     def _open(self) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)

@@ -82,7 +82,23 @@ class FileStorage:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            self._open(loop)
+        except (OSError, sqlite3.Error) as exc:
+            self.close()
+            # The bare error ("[Errno 17] File exists") names neither the extension nor the key.
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise StorageError(
+                f"extensions::{self.name}::directory: cannot open the queue database in "
+                f"{self.config.directory}: {detail}"
+            ) from None
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
         directory = Path(self.config.directory)
+        if directory.exists() and not directory.is_dir():
+            raise StorageError(
+                f"extensions::{self.name}::directory: {directory} is not a directory"
+            )
         if not directory.is_dir():
             if not self.config.create_directory:
                 raise StorageError(

@@ -49,7 +49,8 @@ class HealthCheck:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get(self.config.path, self._handle)
-        self._runner, self.port = await serve(app, self.config.endpoint)
+        key = f"extensions::{self.name}::endpoint"
+        self._runner, self.port = await serve(app, self.config.endpoint, key)
         logger.info(
             "health_check %s: listening on port %d%s", self.name, self.port, self.config.path
         )

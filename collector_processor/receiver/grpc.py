@@ -62,7 +62,8 @@ class GrpcReceiverServer:
             {"Export": grpc.unary_unary_rpc_method_handler(self._export)},
         )
         self._server.add_generic_rpc_handlers((handler,))
-        host, port = split_endpoint(self.config.endpoint, "endpoint")
+        key = f"receivers::{self.receiver_id}::protocols::grpc::endpoint"
+        host, port = split_endpoint(self.config.endpoint, key)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if self.config.tls is not None:
@@ -76,11 +77,9 @@ class GrpcReceiverServer:
             else:
                 self.port = self._server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise OSError(
-                f"receiver {self.receiver_id}: cannot listen on {address}: {exc}"
-            ) from None
+            raise OSError(f"{key}: cannot listen on {address}: {exc}") from None
         if not self.port:
-            raise OSError(f"receiver {self.receiver_id}: cannot listen on {address}")
+            raise OSError(f"{key}: cannot listen on {address}")
         await self._server.start()
         logger.info(
             "receiver %s: OTLP/gRPC listening on %s:%d%s",

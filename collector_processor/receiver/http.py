@@ -13,6 +13,7 @@ from google.rpc import code_pb2, status_pb2
 from collector_processor import otlp_json
 from collector_processor.auth import BearerTokenAuth
 from collector_processor.errors import InvalidRequestError, describe_exception
+from collector_processor.httpserve import listen_error
 from collector_processor.receiver.config import HttpServerConfig, split_endpoint
 from collector_processor.receiver.gunzip import BodyTooLarge, gunzip_limited
 from collector_processor.receiver.ingest import Ingest, Outcome, Result
@@ -98,10 +99,14 @@ class HttpReceiverServer:
             logger=SERVER_LOGGER,
         )
         await self._runner.setup()
-        host, port = split_endpoint(self.config.endpoint, "endpoint")
+        key = f"receivers::{self.receiver_id}::protocols::http::endpoint"
+        host, port = split_endpoint(self.config.endpoint, key)
         ssl_context = self.config.tls.ssl_context() if self.config.tls else None
         site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise listen_error(key, self.config.endpoint, exc) from None
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else port
         logger.info(

@@ -6,12 +6,16 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import grpc
 import pytest
 import requests
 import yaml
+
+from collector_processor.app import Service
+from collector_processor.config import parse_config
+from collector_processor.extension.file_storage import StorageError
 
 from .backends import BackgroundLoop, Failure, GrpcBackend, HttpBackend, free_port, wait_until
 from .harness import ServiceProcess, base_config, grpc_export, http_post
@@ -198,3 +202,67 @@ def test_a_missing_collector_extra_is_one_line_naming_the_install(
         f"otelprof-collector: the Python module '{module}' is missing: "
         "install otelprof[collector] (pip install 'otelprof[collector]')"
     ]
+
+
+def _start_failure(
+    bg_loop: BackgroundLoop, tmp_path: Path, case: str, busy_port: int
+) -> Tuple[str, str]:
+    """Start a service set up to fail as ``case`` says; (its error, the expected start)."""
+    out = tmp_path / "out.jsonl"
+    exporters: Dict[str, Any] = {"file": {"path": str(out)}}
+    extensions: Dict[str, Any] = {}
+    kwargs: Dict[str, Any] = {}
+    expected = ""
+    if case == "http_receiver":
+        kwargs["http_port"] = busy_port
+        expected = (
+            f"receivers::otlp::protocols::http::endpoint: cannot listen on 127.0.0.1:{busy_port}: "
+        )
+    elif case == "health_check":
+        extensions["health_check"] = {"endpoint": f"127.0.0.1:{busy_port}"}
+        expected = f"extensions::health_check::endpoint: cannot listen on 127.0.0.1:{busy_port}: "
+    elif case == "metrics":
+        kwargs["metrics_port"] = busy_port
+        expected = f"service::telemetry::metrics::address: cannot listen on 127.0.0.1:{busy_port}: "
+    elif case == "file_parent_is_a_file":
+        out.write_text("")
+        exporters["file"]["path"] = str(out / "x.jsonl")
+        expected = f"exporters::file::path: cannot open {out / 'x.jsonl'}: {out} is not a directory"
+    elif case == "file_path_is_a_directory":
+        out.mkdir()
+        expected = f"exporters::file::path: cannot open {out}: Is a directory"
+    else:
+        assert case.startswith("storage_directory_is_a_file")
+        directory = tmp_path / "queue"
+        directory.write_text("")
+        create = case.endswith("created")
+        extensions["file_storage"] = {"directory": str(directory), "create_directory": create}
+        exporters["file"]["sending_queue"] = {"storage": "file_storage"}
+        expected = f"extensions::file_storage::directory: {directory} is not a directory"
+    config = base_config(exporters, extensions=extensions, **kwargs)
+    service = Service(parse_config(config), shutdown_timeout_seconds=1.0)
+    with pytest.raises((OSError, StorageError)) as caught:
+        bg_loop.run(service.start())
+    return str(caught.value), expected
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "http_receiver",
+        "health_check",
+        "metrics",
+        "file_parent_is_a_file",
+        "file_path_is_a_directory",
+        "storage_directory_is_a_file",
+        "storage_directory_is_a_file_to_be_created",
+    ],
+)
+def test_a_start_failure_names_the_component_and_key(
+    bg_loop: BackgroundLoop, tmp_path: Path, case: str
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        error, expected = _start_failure(bg_loop, tmp_path, case, busy.getsockname()[1])
+    assert error.startswith(expected), error
