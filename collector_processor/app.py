@@ -78,11 +78,34 @@ class Service:
                 storage = FileStorage(name, extension.settings)
                 storage.start(loop)
                 self.storages[name] = storage
+                self._warn_about_orphaned_queues(storage)
             elif extension.type == "bearertokenauth":
                 self.authenticators[name] = BearerTokenAuth(name, extension.settings)
             elif extension.type == "health_check":
                 self.health = HealthCheck(name, extension.settings)
                 await self.health.start()
+
+    def _warn_about_orphaned_queues(self, storage: FileStorage) -> None:
+        """Name the queues no running exporter will send (renamed or removed exporters):
+        their rows stay on disk, unsent, and nothing else would say so."""
+        users = set()
+        for pipe in self.config.pipelines:
+            for exporter_id in pipe.exporters:
+                queue = self.config.exporters[exporter_id].settings.sending.queue
+                if queue.enabled and queue.storage == storage.name:
+                    users.add(exporter_id)
+        for table, rows in sorted(storage.stored_rows().items()):
+            if rows and table not in users:
+                logger.warning(
+                    'file_storage "%s": %d queued request(s) of exporter "%s", which is not '
+                    "configured to use this storage: kept on disk, not sent; to send them, "
+                    'run an exporter with id "%s" and sending_queue::storage: %s in a pipeline',
+                    storage.name,
+                    rows,
+                    table,
+                    table,
+                    storage.name,
+                )
 
     def _make_queue(self, component: ComponentConfig) -> Optional[SendingQueue]:
         settings = component.settings.sending.queue

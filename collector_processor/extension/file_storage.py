@@ -26,7 +26,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from collector_processor.extension.config import FileStorageConfig
 
@@ -160,6 +160,21 @@ class FileStorage:
         )
         rows = self._connection.execute(f"SELECT id FROM {name} ORDER BY id").fetchall()
         return [int(row[0]) for row in rows]
+
+    def stored_rows(self) -> Dict[str, int]:
+        """Rows per table, for every table in the database (queues of exporters that are
+        no longer configured included)."""
+        assert self._connection is not None, "start() first"
+        assert self._thread is None, "count before the first operation"
+        names = self._connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"  # SQLite's own (sqlite_sequence)
+        ).fetchall()
+        counts = {}
+        for (name,) in names:
+            row = self._connection.execute(f"SELECT COUNT(*) FROM {_quote(name)}").fetchone()
+            counts[str(name)] = int(row[0])
+        return counts
 
     # -- async operations ------------------------------------------------------------------
     def insert(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any, Callable, Dict
@@ -234,3 +235,32 @@ def test_missing_storage_directory_is_created_only_when_asked(
     config["extensions"]["file_storage"]["create_directory"] = True
     InProcessService(bg_loop, config).start().stop()
     assert (directory / "otelprof_queue.sqlite").exists()
+
+
+def test_queued_rows_of_an_exporter_no_longer_configured_are_named_at_start(
+    bg_loop: BackgroundLoop, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def config(exporter_id: str) -> Dict[str, Any]:
+        exporter = grpc_exporter(
+            f"127.0.0.1:{free_port()}", sending_queue={"storage": "file_storage/fs"}
+        )
+        return base_config(
+            {exporter_id: exporter}, extensions={"file_storage/fs": {"directory": str(tmp_path)}}
+        )
+
+    first = InProcessService(bg_loop, config("otlp_grpc/old"), shutdown_timeout=0.2).start()
+    for seed in range(3):
+        body = make_request(seed=seed).SerializeToString()
+        assert grpc_export(first.grpc_port, body)[0] == grpc.StatusCode.OK
+    first.stop()
+
+    with caplog.at_level(logging.WARNING, logger="collector_processor"):
+        InProcessService(bg_loop, config("otlp_grpc/new")).start().stop()
+    assert (
+        'file_storage "file_storage/fs": 3 queued request(s) of exporter "otlp_grpc/old", '
+        "which is not configured to use this storage: kept on disk, not sent; to send them, "
+        'run an exporter with id "otlp_grpc/old" and sending_queue::storage: file_storage/fs '
+        "in a pipeline"
+    ) in caplog.messages
+    assert not any("otlp_grpc/new" in message for message in caplog.messages if "queued" in message)
+    assert stored_rows(tmp_path, "otlp_grpc/old") == 3  # kept
