@@ -73,7 +73,9 @@ class ExporterSender:
             "exporter_enqueue_failed_requests_total", "Requests refused because the queue was full."
         )
         self._dropped = metrics.counter(
-            "exporter_dropped_requests_total", "In-memory requests still queued at shutdown."
+            "exporter_dropped_requests_total",
+            "In-memory requests not sent by the shutdown deadline (queued, in flight or "
+            "waiting to retry).",
         )
         if queue is not None:
             metrics.gauge(
@@ -170,9 +172,8 @@ class ExporterSender:
         except (PermanentError, RetryableError):
             pass  # counted and logged in _send; the item is done with
         except (ShutdownError, asyncio.CancelledError):
-            # Not acknowledged: a persistent item is delivered again after restart.
-            if not self.queue.durable:
-                self._dropped.inc(exporter=self.id)
+            # Not acknowledged: still counted in the queue's size, which shutdown reports (a
+            # persistent item is delivered again after restart).
             raise
         except Exception as exc:  # never let a bug kill a consumer silently
             logger.error(
@@ -201,7 +202,9 @@ class ExporterSender:
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-            left = self.queue.pending() if self.queue is not None else 0
+            # Every request still holding a slot: waiting, and also those a consumer held when
+            # it stopped (being sent, waiting to retry), which pending() leaves out.
+            left = self.queue.size if self.queue is not None else 0
             if left:
                 durable = self.queue is not None and self.queue.durable
                 if not durable:

@@ -264,3 +264,35 @@ def test_queued_rows_of_an_exporter_no_longer_configured_are_named_at_start(
     ) in caplog.messages
     assert not any("otlp_grpc/new" in message for message in caplog.messages if "queued" in message)
     assert stored_rows(tmp_path, "otlp_grpc/old") == 3  # kept
+
+
+@pytest.mark.parametrize(
+    ("queue", "outcome"),
+    [
+        ({"queue_size": 5, "num_consumers": 1}, "dropped"),
+        ({}, "dropped"),  # 10 consumers: every request is held by one, none is waiting
+        ({"storage": "file_storage"}, "kept on disk for the next start"),
+    ],
+    ids=["one_consumer", "ten_consumers", "persistent"],
+)
+def test_shutdown_reports_every_request_not_sent_also_those_consumers_hold(
+    bg_loop: BackgroundLoop,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    queue: Dict[str, Any],
+    outcome: str,
+) -> None:
+    exporter = {"otlp_grpc": grpc_exporter(f"127.0.0.1:{free_port()}", sending_queue=queue)}
+    extensions = {"file_storage": {"directory": str(tmp_path)}} if "storage" in queue else None
+    config = base_config(exporter, extensions=extensions)
+    service = InProcessService(bg_loop, config, shutdown_timeout=0.2).start()
+    for seed in range(3):
+        body = make_request(seed=seed).SerializeToString()
+        assert grpc_export(service.grpc_port, body)[0] == grpc.StatusCode.OK
+    with caplog.at_level(logging.WARNING, logger="collector_processor"):
+        service.stop()
+    assert [m for m in caplog.messages if "shutdown deadline" in m] == [
+        f'exporter "otlp_grpc": 3 request(s) not sent before the shutdown deadline ({outcome})'
+    ]
+    dropped = counter(service, "exporter_dropped_requests_total", exporter="otlp_grpc")
+    assert dropped == (0 if "storage" in queue else 3)
