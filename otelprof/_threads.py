@@ -15,6 +15,15 @@ AGENT_THREAD_IDENTS: Set[int] = set()
 """``threading.get_ident()`` of every live agent thread; the sampler skips these."""
 
 
+AGENT_THREAD_MARK = "_otelprof_agent_thread"
+
+
+def is_agent_thread(ident: int, thread: Optional[threading.Thread]) -> bool:
+    """Whether ``ident`` (with its Thread, if any) is one of the agent's threads, also before it
+    has registered itself."""
+    return ident in AGENT_THREAD_IDENTS or bool(getattr(thread, AGENT_THREAD_MARK, False))
+
+
 def start_agent_thread(name: str, target: Callable[[], None]) -> threading.Thread:
     """Start ``target`` on a daemon thread that the profiler does not profile.
 
@@ -35,6 +44,9 @@ def start_agent_thread(name: str, target: Callable[[], None]) -> threading.Threa
             AGENT_THREAD_IDENTS.discard(ident)
 
     thread = threading.Thread(target=run, name=name, daemon=True)
+    # Marked before it runs: a precise window may see the thread's first Python call before
+    # the thread has put its ident in AGENT_THREAD_IDENTS (see is_agent_thread).
+    setattr(thread, AGENT_THREAD_MARK, True)
     thread.start()
     registered.wait(5.0)
     return thread

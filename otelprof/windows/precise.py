@@ -17,7 +17,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-from otelprof._threads import AGENT_THREAD_IDENTS
+from otelprof._threads import AGENT_THREAD_IDENTS, is_agent_thread
 from otelprof.model import (
     Attributes,
     Frame,
@@ -343,7 +343,7 @@ class PreciseEngine:
         thread = threading.current_thread()
         ident = threading.get_ident()
         self._threads[ident] = (threading.get_native_id(), thread.name)
-        if ident in AGENT_THREAD_IDENTS:
+        if is_agent_thread(ident, thread):
             # Remembered now: an agent thread that ends before the window closes (the sampler,
             # stopped first at exit under ``otelprof run --precise``) is gone from the set then.
             self._agent_threads.add(ident)
