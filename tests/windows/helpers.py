@@ -4,7 +4,23 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence, Tuple
 
+from otelprof.export.memory import InMemoryProfileExporter
 from otelprof.model import Profile
+
+
+def start_without_scheduled_windows() -> InMemoryProfileExporter:
+    """Start the process-wide profiler with only on-demand windows and no export before the
+    test ends; returns its exporter."""
+    import otelprof
+
+    exporter = InMemoryProfileExporter()
+    otelprof.start(
+        exporter=exporter,
+        export_interval_seconds=3600,
+        precise_window_seconds=0,
+        memory_window_seconds=0,
+    )
+    return exporter
 
 
 class FakeClock:

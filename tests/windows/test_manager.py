@@ -16,10 +16,10 @@ import otelprof
 from otelprof.config import resolve_config
 from otelprof.conformance import check_request
 from otelprof.decode import decode_request
-from otelprof.export.memory import InMemoryProfileExporter
 from otelprof.model import Profile
 from otelprof.windows.manager import WindowManager
 from tests.agent.helpers import wait_until
+from tests.windows.helpers import start_without_scheduled_windows
 
 
 def spin(n: int) -> int:
@@ -145,13 +145,7 @@ def test_the_signal_is_not_taken_from_an_application_that_handles_it(manager_fac
 
 
 def test_on_demand_windows_go_out_with_the_running_profilers_exports():
-    exporter = InMemoryProfileExporter()
-    otelprof.start(
-        exporter=exporter,
-        export_interval_seconds=3600,
-        precise_window_seconds=0,
-        memory_window_seconds=0,
-    )
+    exporter = start_without_scheduled_windows()
     try:
         window = otelprof.precise(0.3)
         spin(50_000)
@@ -174,12 +168,7 @@ def test_on_demand_windows_go_out_with_the_running_profilers_exports():
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")  # pragma: no cover - Linux CI
 def test_a_forked_child_does_not_inherit_a_running_window():
-    otelprof.start(
-        exporter=InMemoryProfileExporter(),
-        export_interval_seconds=3600,
-        precise_window_seconds=0,
-        memory_window_seconds=0,
-    )
+    start_without_scheduled_windows()
     try:
         window = otelprof.precise(None)
         assert window.wait_opened()

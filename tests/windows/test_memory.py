@@ -11,12 +11,11 @@ import pytest
 
 import otelprof
 from otelprof.config import resolve_config
-from otelprof.export.memory import InMemoryProfileExporter
 from otelprof.windows import handle as handle_module
 from otelprof.windows.manager import WindowManager
 from otelprof.windows.memory import MemoryEngine
 from otelprof.windows.names import MODULE_LEVEL, FunctionNames
-from tests.windows.helpers import by_leaf, profile_of
+from tests.windows.helpers import by_leaf, profile_of, start_without_scheduled_windows
 
 KEPT: List[bytearray] = []
 
@@ -69,12 +68,7 @@ def test_memory_returns_once_tracing_is_on_or_pending_after_a_bounded_wait(
     profiler_running: bool, monkeypatch: pytest.MonkeyPatch
 ):
     if profiler_running:
-        otelprof.start(
-            exporter=InMemoryProfileExporter(),
-            export_interval_seconds=3600,
-            precise_window_seconds=0,
-            memory_window_seconds=0,
-        )
+        start_without_scheduled_windows()
     try:
         window = otelprof.memory(seconds=60)
         assert tracemalloc.is_tracing() and repr(window) == "<WindowHandle memory open>"

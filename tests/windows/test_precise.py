@@ -233,21 +233,32 @@ def test_no_frame_of_the_agent_or_of_its_waiting_reaches_a_window():
     assert by_leaf(profile_of(window.profiles, "calls"))["fib"] == 25
 
 
-def test_an_agent_thread_that_ended_before_the_window_closed_is_left_out():
-    # Like the sampler under ``otelprof run --precise``: running when the whole-run window
-    # opened, stopped at exit before the window is read.
+def _window_beside_an_agent_thread(started_before_the_window: bool):
+    """A precise window's calls profile; an agent thread computes fib(7) and ends inside it,
+    the main thread fib(3). The thread starts before the window opens or inside it."""
     go = threading.Event()
-    thread = start_agent_thread("otelprof-test", lambda: go.wait(30) and fib(7))
+
+    def start():
+        return start_agent_thread("otelprof-test", lambda: go.wait(30) and fib(7) and None)
+
+    thread = start() if started_before_the_window else None
     engine = PreciseEngine()
     engine.open()
     try:
+        thread = thread or start()
         go.set()
         thread.join(30)
         assert not thread.is_alive()
         fib(3)
     finally:
         profiles = engine.close(0, 1)
-    calls = profile_of(profiles, "calls")
+    return profile_of(profiles, "calls")
+
+
+def test_an_agent_thread_that_ended_before_the_window_closed_is_left_out():
+    # Like the sampler under ``otelprof run --precise``: running when the whole-run window
+    # opened, stopped at exit before the window is read.
+    calls = _window_beside_an_agent_thread(started_before_the_window=True)
     assert {dict(s.attributes)["thread.name"] for s in calls.samples} == {"MainThread"}
     assert by_leaf(calls)["fib"] == 5
 
@@ -255,16 +266,7 @@ def test_an_agent_thread_that_ended_before_the_window_closed_is_left_out():
 def test_an_agent_thread_started_and_ended_inside_the_window_is_left_out():
     # yappi sees the thread's first call (the agent's wrapper) before the thread has put its
     # ident among the agent's, and at the close it is gone from them again.
-    engine = PreciseEngine()
-    engine.open()
-    try:
-        thread = start_agent_thread("otelprof-test", lambda: fib(7) and None)
-        thread.join(30)
-        assert not thread.is_alive()
-        fib(3)
-    finally:
-        profiles = engine.close(0, 1)
-    calls = profile_of(profiles, "calls")
+    calls = _window_beside_an_agent_thread(started_before_the_window=False)
     assert {dict(s.attributes)["thread.name"] for s in calls.samples} == {"MainThread"}
     assert by_leaf(calls)["fib"] == 5
 
