@@ -104,7 +104,11 @@ def compute_top(records: Sequence[ProfileRecord], type_names: Sequence[str]) -> 
     precise windows' ``wall:precise`` is there too). A function's line is its definition line;
     when the data has none (``start_line`` 0), the line where the first type's total was highest.
     """
-    records = name_series(records)
+    return _top_of_named(name_series(records), type_names)
+
+
+def _top_of_named(records: Sequence[ProfileRecord], type_names: Sequence[str]) -> TopTable:
+    """:func:`compute_top` of records whose series are named already."""
     selfs: Dict[FunctionKey, List[int]] = {}
     totals: Dict[FunctionKey, List[int]] = {}
     lines: Dict[FunctionKey, Counter[int]] = {}
@@ -283,7 +287,7 @@ def format_top(
     start = min(r.start_unix_nano for r in selected)
     end = max(r.start_unix_nano + r.duration_nano for r in selected)
     header.append(f"time: {_iso(start)} .. {_iso(end)}")
-    table = compute_top(selected, type_names)
+    table = _top_of_named(selected, type_names)  # named above, before the filters
     kind, index = _parse_sort(sort, type_names)
     shown = len(table.rows) if limit <= 0 else min(limit, len(table.rows))
     totals = ", ".join(
