@@ -18,7 +18,10 @@ from collector_processor.extension.file_storage import DATABASE_NAME
 FAST_RETRY = {"initial_interval": "20ms", "max_interval": "200ms", "max_elapsed_time": "0s"}
 RETRYABLE_GRPC = {grpc.StatusCode.UNAVAILABLE}
 RETRYABLE_HTTP = {503}
-TRANSPORT_WORDS = ("connect", "socket", "reset", "closed", "eof")
+# How gRPC words the transport failing under a killed service: the connection refused or
+# reset, or a stream cut while being written ("Stream removed (sendmsg: Broken pipe (32))",
+# seen once in a fresh-clone run of test_kill9).
+TRANSPORT_WORDS = ("connect", "socket", "reset", "closed", "eof", "broken pipe", "stream removed")
 
 
 def grpc_exporter(port: int, **settings: object) -> Dict[str, object]:
