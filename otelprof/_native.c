@@ -516,7 +516,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *live;          /* dict: span id -> state list (shared with the Python side) */
     PyObject *clock;         /* () -> this thread's CPU time, ns */
-    PyObject *running_loop;  /* asyncio._get_running_loop */
+    PyObject *running_loop;  /* asyncio._get_running_loop (gevent: see other_scheduler) */
     PyObject *bounded_type;  /* opentelemetry.attributes.BoundedAttributes */
     PyObject *slow_end;      /* (span, state) -> None: everything the fast path leaves */
     PyObject *write;         /* (span, attributes) -> None: a write it leaves */
@@ -532,7 +532,26 @@ typedef struct {
 
 static PyObject *str_context, *str_parent, *str_attributes, *str_dict, *str_maxlen,
     *str_max_value_len, *str_lock, *str_acquire, *str_release, *str_cpu_key, *str_source_key,
-    *str_thread_clock;
+    *str_thread_clock, *str_gevent_hub_local, *str_get_hub_if_exists;
+
+/* gevent's hub of the calling thread, if gevent is imported and made one here (new reference),
+   else None; NULL on error. Its greenlets share the thread as asyncio tasks share a loop's, so
+   a span's thread CPU time would include theirs: spans._task_scheduler is the Python twin. */
+static PyObject *
+other_scheduler(void)
+{
+    PyObject *hub_local = PyImport_GetModule(str_gevent_hub_local);
+    if (hub_local == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *hub = PyObject_CallMethodNoArgs(hub_local, str_get_hub_if_exists);
+    Py_DECREF(hub_local);
+    if (hub == NULL) {
+        PyErr_Clear(); /* an odd gevent: as without it */
+        return Py_NewRef(Py_None);
+    }
+    return hub;
+}
 
 static int
 hooks_init(SpanHooks *self, PyObject *args, PyObject *kwds)
@@ -700,6 +719,10 @@ hooks_on_start(SpanHooks *self, PyObject *const *args, Py_ssize_t nargsf, PyObje
     PyList_SetItem(state, S_CPU_START, no_start);
     if (self->span_attributes) {
         PyObject *loop = PyObject_CallNoArgs(self->running_loop);
+        if (loop == Py_None) {
+            Py_DECREF(loop);
+            loop = other_scheduler();
+        }
         if (loop == NULL) {
             goto error;
         }
@@ -717,8 +740,8 @@ hooks_on_start(SpanHooks *self, PyObject *const *args, Py_ssize_t nargsf, PyObje
             PyList_SetItem(state, S_CPU_START, now);
         }
         else {
-            /* Other tasks run on this thread while the span waits: its estimate comes from
-               the samples taken in it. */
+            /* Other tasks (or greenlets) run on this thread while the span waits: its estimate
+               comes from the samples taken in it. */
             Py_DECREF(loop);
             PyObject *sampled = PyLong_FromLong(0);
             if (sampled == NULL) {
@@ -994,10 +1017,12 @@ static struct PyModuleDef native_module = {
 static PyObject **const interned[] = {
     &str_context, &str_parent, &str_attributes, &str_dict, &str_maxlen, &str_max_value_len,
     &str_lock, &str_acquire, &str_release, &str_cpu_key, &str_source_key, &str_thread_clock,
+    &str_gevent_hub_local, &str_get_hub_if_exists,
 };
 static const char *const interned_text[] = {
     "_context", "_parent", "_attributes", "_dict", "maxlen", "max_value_len", "_lock",
     "acquire", "release", "otelprof.cpu_time_ns", "otelprof.cpu_time.source", "thread_clock",
+    "gevent._hub_local", "get_hub_if_exists",
 };
 #endif
 

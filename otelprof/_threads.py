@@ -7,15 +7,26 @@ import logging
 import os
 import sys
 import threading
-from typing import Callable, Optional, Set, Tuple
+from typing import Callable, List, Optional, Set, Tuple
+
+from otelprof import _unpatched
 
 _logger = logging.getLogger("otelprof")
 
 AGENT_THREAD_IDENTS: Set[int] = set()
-"""``threading.get_ident()`` of every live agent thread; the sampler skips these."""
+"""The OS thread ident (``otelprof._unpatched.get_ident()``) of every live agent thread; the
+sampler skips these."""
 
 
 AGENT_THREAD_MARK = "_otelprof_agent_thread"
+
+_running: Set[AgentThread] = set()  # started and not yet ended (in this process)
+
+
+def running_agent_threads() -> List[AgentThread]:
+    """The agent's threads that are running now (threading.enumerate() lists them only by a
+    stand-in it cannot join: see start_agent_thread)."""
+    return [thread for thread in list(_running) if thread.is_alive()]
 
 
 def is_agent_thread(ident: int, thread: Optional[threading.Thread]) -> bool:
@@ -24,32 +35,93 @@ def is_agent_thread(ident: int, thread: Optional[threading.Thread]) -> bool:
     return ident in AGENT_THREAD_IDENTS or bool(getattr(thread, AGENT_THREAD_MARK, False))
 
 
-def start_agent_thread(name: str, target: Callable[[], None]) -> threading.Thread:
-    """Start ``target`` on a daemon thread that the profiler does not profile.
+class AgentThread:
+    """One of the agent's threads: a real OS thread, also where gevent patched
+    ``threading`` (see :mod:`otelprof._unpatched`), with what the agent asks of a Thread."""
+
+    __slots__ = ("_done", "_pid", "ident", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ident: Optional[int] = None  # the OS thread's ident, once it runs
+        self._pid = os.getpid()
+        self._done = _unpatched.allocate_lock()
+        self._done.acquire()  # held while the thread runs
+
+    def is_alive(self) -> bool:
+        # A fork child has none of its parent's threads (and the lock stays held there).
+        return self._pid == os.getpid() and self._done.locked()
+
+    def is_current(self) -> bool:
+        return self.ident == _unpatched.get_ident()
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        if self._pid != os.getpid():
+            return
+        if self._done.acquire(True, -1 if timeout is None else max(0.0, timeout)):
+            self._done.release()
+
+
+def start_agent_thread(name: str, target: Callable[[], None]) -> AgentThread:
+    """Start ``target`` on a daemon OS thread that the profiler does not profile.
 
     The ident is registered by the thread itself before ``target`` runs, so no sample is ever
-    taken of it; it is removed when ``target`` returns or raises.
+    taken of it; it is removed when ``target`` returns or raises. The thread is started with
+    the interpreter's own ``start_new_thread``, not ``threading.Thread``: after gevent's
+    ``patch_all()`` a Thread is a greenlet, and a Thread started before it ends with a
+    traceback (threading looks its ident up with the patched ``get_ident``).
     """
-    registered = threading.Event()
+    thread = AgentThread(name)
+    registered = _unpatched.Event()
+    _running.add(thread)
 
     def run() -> None:
-        ident = threading.get_ident()
+        ident = _unpatched.get_ident()
         AGENT_THREAD_IDENTS.add(ident)
+        thread.ident = ident
         registered.set()
+        named = _name_current_thread(name)
         try:
             target()
         except BaseException:  # never let an agent failure reach the host's excepthook
             _logger.exception("otelprof: thread %s stopped on an unexpected error", name)
         finally:
             AGENT_THREAD_IDENTS.discard(ident)
+            _forget_thread_name(named)
+            _running.discard(thread)
+            thread._done.release()
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    # Marked before it runs: a precise window may see the thread's first Python call before
-    # the thread has put its ident in AGENT_THREAD_IDENTS (see is_agent_thread).
-    setattr(thread, AGENT_THREAD_MARK, True)
-    thread.start()
+    _unpatched.start_new_thread(run)
     registered.wait(5.0)
     return thread
+
+
+def _name_current_thread(name: str) -> Optional[threading.Thread]:
+    """Give the calling agent thread its name where ``threading`` (and logging's
+    ``%(threadName)s``) looks it up: ``threading.current_thread()`` registers a stand-in Thread
+    for a thread it did not start; it gets the agent's name and mark."""
+    try:
+        thread = threading.current_thread()
+        thread.name = name
+        setattr(thread, AGENT_THREAD_MARK, True)
+        return thread
+    except Exception:
+        return None
+
+
+def _forget_thread_name(thread: Optional[threading.Thread]) -> None:
+    """Take the stand-in out of threading's table as the thread ends: threading keeps it
+    forever otherwise, and a later thread with the same ident would be named (and left out of
+    profiles) as this agent thread."""
+    if thread is None:
+        return
+    try:
+        active = threading._active  # type: ignore[attr-defined]
+        with threading._active_limbo_lock:  # type: ignore[attr-defined]
+            for key in [key for key, value in active.items() if value is thread]:
+                del active[key]
+    except Exception:
+        pass
 
 
 class gc_held_off:
@@ -89,15 +161,19 @@ class gc_held_off:
                 gc.enable()
 
 
-_gc_lock = threading.Lock()
+_gc_lock = _unpatched.allocate_lock()
 _gc_holders = 0
 _gc_restore = False
+
+
+def _forget_threads_after_fork_in_child() -> None:
+    _running.clear()  # the parent's threads do not exist here
 
 
 def _gc_hold_after_fork_in_child() -> None:
     # The holding thread does not exist in the child: give the GC back.
     global _gc_lock, _gc_holders
-    _gc_lock = threading.Lock()
+    _gc_lock = _unpatched.allocate_lock()
     if _gc_holders:
         _gc_holders = 0
         if _gc_restore:
@@ -113,7 +189,29 @@ _fork_survivor: Optional[Tuple[int, int]] = None
 
 def _note_fork_survivor() -> None:
     global _fork_survivor
-    _fork_survivor = (threading.get_ident(), threading.get_native_id())
+    _fork_survivor = (_unpatched.get_ident(), _unpatched.get_native_id())
+
+
+def _main_thread_ident() -> Optional[int]:
+    """The OS ident of the main thread when this module is imported on it (None otherwise, and
+    then :func:`unlisted_thread` cannot find the main thread that gevent re-keyed)."""
+    if threading.current_thread() is threading.main_thread():
+        return _unpatched.get_ident()
+    return None
+
+
+_main_ident = _main_thread_ident()
+
+
+def _note_main_thread_after_fork() -> None:
+    global _main_ident
+    _main_ident = _unpatched.get_ident()  # the forking thread is the child's main thread
+
+
+def unlisted_thread(ident: int) -> Optional[threading.Thread]:
+    """The Thread of OS thread ``ident`` when ``threading._active`` has no entry for it: the
+    main thread after gevent's ``patch_all()``, which re-keys it under its greenlet's id."""
+    return threading.main_thread() if ident == _main_ident else None
 
 
 def native_id_of(ident: int, thread: Optional[threading.Thread]) -> Optional[int]:
@@ -126,8 +224,10 @@ def native_id_of(ident: int, thread: Optional[threading.Thread]) -> Optional[int
 
 
 if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_after_fork_in_child)
     os.register_at_fork(after_in_child=_gc_hold_after_fork_in_child)
     os.register_at_fork(after_in_child=_note_fork_survivor)
+    os.register_at_fork(after_in_child=_note_main_thread_after_fork)
 
 
 def live_thread_idents() -> Set[int]:

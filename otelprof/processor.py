@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Callable, Deque, Dict, Optional
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
-from otelprof._threads import start_agent_thread
+from otelprof import _unpatched
+from otelprof._threads import AgentThread, start_agent_thread
 from otelprof.export.base import ExportStatus, ProfileExporter
 from otelprof.export.retry import RetryPolicy
 
@@ -81,10 +82,11 @@ class ExportProcessor:
         self._queue: Deque[_Pending] = collections.deque()
         self._queue_size = queue_size
         self._throttle = _Throttle(clock)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
+        # The exporter thread waits on these: real locks, also under gevent (see _unpatched).
+        self._wake = _unpatched.Event()
+        self._stopping = _unpatched.Event()
         self._flush_requests: Deque[threading.Event] = collections.deque()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[AgentThread] = None
         self._next_collect = clock() + interval_seconds
         self.dropped_requests = 0
         self.exported_requests = 0
@@ -108,7 +110,7 @@ class ExportProcessor:
         thread, self._thread = self._thread, None
         self._stopping.set()
         self._wake.set()
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and not thread.is_current():
             thread.join(max(0.0, deadline - self._clock()))
             if thread.is_alive():
                 _logger.warning(
@@ -126,6 +128,8 @@ class ExportProcessor:
         """Collect now and try to send everything queued; True if the queue emptied in time."""
         if self._thread is None or not self._thread.is_alive():
             return self._final_flush(self._clock() + timeout_seconds)
+        # The caller waits on it: a patched (cooperative) Event under gevent keeps the caller's
+        # other greenlets running meanwhile.
         done = threading.Event()
         self._flush_requests.append(done)
         self._wake.set()
@@ -136,8 +140,8 @@ class ExportProcessor:
         self.exporter = exporter
         self._queue.clear()
         self._flush_requests.clear()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._wake = _unpatched.Event()
+        self._stopping = _unpatched.Event()
         self._thread = None
 
     # -- the worker ------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 import weakref
 from asyncio import _get_running_loop as get_running_loop
 from operator import attrgetter, itemgetter, methodcaller
-from threading import get_ident
 from types import CodeType
 from typing import Any, Callable, Dict, Hashable, List, Optional, Set, Tuple
 
@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanContext, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
+from otelprof._unpatched import get_ident
 from otelprof.frames import function_name
 
 __all__ = [
@@ -199,6 +200,16 @@ def _span_clock(name: str, native: bool) -> Callable[[], int]:
     return time.thread_time_ns
 
 
+def _gevent_hub() -> Any:
+    """gevent's hub of the calling thread, if it made one here, else None. Its greenlets share
+    the thread as asyncio tasks share a loop's, so a span's thread CPU time would include
+    theirs. (The C hooks' ``other_scheduler`` is the same.)"""
+    try:
+        return sys.modules["gevent._hub_local"].get_hub_if_exists()
+    except Exception:
+        return None
+
+
 def _native_hooks() -> Optional[Callable[..., Any]]:
     """``otelprof._native.SpanHooks`` where it can stand in for the Python hooks below: the
     extension was built and the SDK's span layout is the one it reads."""
@@ -246,7 +257,7 @@ class SpanAccounting:
             self._hooks = hooks_type(
                 live=self._live,
                 clock=thread_cpu_ns,
-                running_loop=get_running_loop,
+                running_loop=get_running_loop,  # the C side checks for gevent itself
                 bounded_type=BoundedAttributes,
                 slow_end=self._finish,
                 write=self._write,
@@ -313,12 +324,16 @@ class SpanAccounting:
                 root_id = parent_state[_ROOT] if parent_state is not None else None
                 state = [root_id, 0, -1, None, None, None, parent_state]
             if self.span_attributes:
-                if get_running_loop() is None:
+                scheduler = get_running_loop()
+                if scheduler is None and "gevent._hub_local" in sys.modules:
+                    scheduler = _gevent_hub()
+                if scheduler is None:
                     state[_THREAD] = get_ident()
                     state[_CPU_START] = self._thread_cpu_ns()
                 else:
-                    # Other tasks run on this thread while the span waits: its thread CPU would
-                    # include theirs, so the estimate comes from the samples taken in the span.
+                    # Other tasks (or greenlets) run on this thread while the span waits: its
+                    # thread CPU would include theirs, so the estimate comes from the samples
+                    # taken in the span.
                     state[_SAMPLED_CPU] = 0
             live[span_id] = state
         except Exception:

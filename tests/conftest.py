@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import sys
-import threading
 import tracemalloc
 from typing import Iterator
 
 import pytest
 
-AGENT_THREAD_PREFIX = "otelprof-"
+from otelprof._threads import running_agent_threads
 
 
 def _agent_threads() -> list:
-    return [t for t in threading.enumerate() if t.name.startswith(AGENT_THREAD_PREFIX)]
+    return running_agent_threads()
 
 
 @pytest.fixture(autouse=True)

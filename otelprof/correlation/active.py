@@ -11,13 +11,13 @@ sample actually lands in: most short spans never meet a sample.
 
 from __future__ import annotations
 
-import threading
 from asyncio import AbstractEventLoop
 from asyncio import _get_running_loop as get_running_loop
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from opentelemetry.context.context import Context
 
+from otelprof._unpatched import get_ident
 from otelprof.correlation.context_hook import SPAN_KEY, context_variable, current_context
 from otelprof.correlation.tags import BoundedNames, SpanTag, span_tag
 from otelprof.correlation.tasks import TaskSpans, current_task
@@ -80,7 +80,7 @@ class ActiveSpans:
         span = context.get(SPAN_KEY)
         if span is not None and self.on_new_span is not None:
             self.on_new_span()
-        ident = threading.get_ident()
+        ident = get_ident()  # the OS thread's, as the sampler's (not a greenlet's)
         loop = get_running_loop()
         if loop is not None:
             if self._loops.get(ident) is not loop:
@@ -98,7 +98,7 @@ class ActiveSpans:
 
     def saw_loop(self, loop: AbstractEventLoop) -> None:
         """``loop`` creates a task on the calling thread: it runs (or is about to run) here."""
-        ident = threading.get_ident()
+        ident = get_ident()  # the OS thread's, as the sampler's (not a greenlet's)
         if self._loops.get(ident) is loop:
             return
         owner = getattr(loop, "_thread_id", None)  # set by run_forever; None before it starts

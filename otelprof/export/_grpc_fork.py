@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from typing import Iterator
+
+from otelprof import _unpatched
 
 FORK_WAIT_SECONDS = 1.0
 """How long ``os.fork`` may wait for an export in flight (a healthy one takes milliseconds; on a
@@ -26,7 +27,7 @@ class ForkGuard:
     """The gate every gRPC call of the agent passes, and the at-fork hooks around it."""
 
     def __init__(self) -> None:
-        self._gate = threading.Lock()
+        self._gate = _unpatched.allocate_lock()
         self._held_for_fork = False
         # A fork already gave up on the call in flight (a hung collector): don't make every
         # further fork wait for the same call.
@@ -58,7 +59,8 @@ class ForkGuard:
     def after_fork_in_child(self) -> None:
         if not self._held_for_fork:
             self.unsafe = True  # and it stays so in this process's own children
-        self._gate = threading.Lock()  # the inherited one may be held by a thread gone here
+        # The inherited one may be held by a thread gone here.
+        self._gate = _unpatched.allocate_lock()
         self._held_for_fork = False
         self._stuck = False
 

@@ -6,11 +6,11 @@ import contextlib
 import errno
 import itertools
 import os
-import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from otelprof import _unpatched
 from otelprof.export._common import SHUT_DOWN
 from otelprof.export.base import ExportResult, ExportStatus
 
@@ -40,7 +40,7 @@ class FileProfileExporter:
         self._directory = Path(directory)
         self._clock_ns = clock_ns
         self._sequence = itertools.count()
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._shutdown = False
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Tuple
 from urllib.parse import urlparse
 
@@ -11,6 +10,7 @@ from opentelemetry.proto.collector.profiles.v1development.profiles_service_pb2_g
     ProfilesServiceStub,
 )
 
+from otelprof import _unpatched
 from otelprof.export._common import (
     SHUT_DOWN,
     USER_AGENT,
@@ -94,7 +94,7 @@ class OTLPGrpcProfileExporter:
         self._channel_options = tuple(
             option for option in _CHANNEL_OPTIONS if option[0] not in overridden
         ) + tuple(channel_options)
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._channel: Optional[grpc.Channel] = None
         self._stub: Optional[ProfilesServiceStub] = None
         self._shutdown = False
@@ -173,7 +173,7 @@ class OTLPGrpcProfileExporter:
     def reset_after_fork(self) -> None:
         """Forget the parent's channel (without closing it: that is the parent's) in a child."""
         # The lock may have been held by a parent thread at fork time: replace it, don't take it.
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._channel = None
         self._stub = None
 

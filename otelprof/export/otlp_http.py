@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import threading
 import time
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple, Union
 
 import requests
 
+from otelprof import _unpatched
 from otelprof.export._common import (
     SHUT_DOWN,
     USER_AGENT,
@@ -64,7 +64,7 @@ class OTLPHttpProfileExporter:
             self._cert = (config.client_certificate_file, config.client_key_file)
         self._session_factory = session_factory
         self._wall_clock = wall_clock  # only to turn an HTTP-date Retry-After into seconds
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._session: Optional[requests.Session] = None
         self._shutdown = False
 
@@ -141,7 +141,7 @@ class OTLPHttpProfileExporter:
 
     def reset_after_fork(self) -> None:
         """Forget the parent's session and its pooled connections (without closing them)."""
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._session = None
 
     def shutdown(self) -> None:

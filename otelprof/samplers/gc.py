@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
+from otelprof import _unpatched
 from otelprof._threads import AGENT_THREAD_IDENTS, native_id_of
 from otelprof.frames import FrameResolver
 from otelprof.model import (
@@ -57,7 +58,7 @@ class GCSampler:
         self.max_depth = max_depth
         self._tagger = tagger
         self._clock_ns = clock_ns
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._started_ns = 0
         self._debt: Dict[int, int] = {}
         # (stack key, thread ident, tag) -> [nanoseconds, the key's code objects]
@@ -77,7 +78,7 @@ class GCSampler:
             gc.callbacks.remove(self._callback)
 
     def reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._started_ns = 0
         self._debt = {}
         self._counts = {}
@@ -95,7 +96,7 @@ class GCSampler:
             return
         self._started_ns = 0
         elapsed = self._clock_ns() - started
-        ident = threading.get_ident()
+        ident = _unpatched.get_ident()  # the OS thread's, as the sampler's (not a greenlet's)
         if ident in AGENT_THREAD_IDENTS:
             return
         self.collections += 1

@@ -9,7 +9,15 @@ from dataclasses import dataclass
 from types import CodeType, FrameType
 from typing import Any, Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 
-from otelprof._threads import AGENT_THREAD_IDENTS, gc_held_off, native_id_of, start_agent_thread
+from otelprof import _unpatched
+from otelprof._threads import (
+    AGENT_THREAD_IDENTS,
+    AgentThread,
+    gc_held_off,
+    native_id_of,
+    start_agent_thread,
+    unlisted_thread,
+)
 from otelprof.frames import FrameResolver
 from otelprof.model import (
     CPU_NANOS,
@@ -125,13 +133,13 @@ class StackSampler:
         self.observer = observer
         self._clock_ns = clock_ns
         self._unix_clock_ns = unix_clock_ns
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._interval = _Interval(unix_clock_ns())
         self._last_tick_ns: Optional[int] = None
         self._cpu_state: Dict[int, _ThreadState] = {}  # by thread ident
-        self._stop = threading.Event()
+        self._stop = _unpatched.Event()
         self._stopping_ident: Optional[int] = None  # the thread in stop(), left out meanwhile
-        self._thread: Optional[threading.Thread] = None
+        self._thread: Optional[AgentThread] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -146,10 +154,10 @@ class StackSampler:
     def stop(self, timeout_seconds: float = 2.0) -> None:
         # The thread stopping us may be walked by a tick still running (it hands the GIL over
         # while it waits): its stack is the agent's shutdown, not the application's work.
-        self._stopping_ident = threading.get_ident()
+        self._stopping_ident = _unpatched.get_ident()
         self._stop.set()
         thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and not thread.is_current():
             thread.join(timeout_seconds)
 
     @property
@@ -158,14 +166,14 @@ class StackSampler:
 
     def reset_after_fork(self) -> None:
         """In a fork child: forget the parent's data and thread (it does not exist here)."""
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._interval = _Interval(self._unix_clock_ns())
         self._cpu_state.clear()
         self._last_tick_ns = None
         if self.rate is not None:
             self.rate.reset()
         self._thread = None
-        self._stop = threading.Event()
+        self._stop = _unpatched.Event()
         self._stopping_ident = None
 
     @property
@@ -219,6 +227,8 @@ class StackSampler:
                     continue
                 state = cpu_state.get(ident)
                 thread = active.get(ident)
+                if thread is None:
+                    thread = unlisted_thread(ident)
                 if state is None or state.thread is not thread:
                     state = cpu_state[ident] = _new_thread_state(ident, thread)
                     # A thread not seen before (or a reused ident). Its CPU clock counts from

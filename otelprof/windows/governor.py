@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, Optional, Tuple
 
+from otelprof import _unpatched
 from otelprof._threads import AGENT_THREAD_IDENTS
 from otelprof.model import Attributes
 from otelprof.samplers.stack import _thread_cpu_clock
@@ -65,7 +66,7 @@ class OverheadGovernor:
         self.min_window_seconds = min_window_seconds
         self.warm_up_seconds = warm_up_seconds
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self._entries: Deque[_Entry] = collections.deque()
         self._process_cpu = 0.0  # sums over the entries in the horizon
         self._spent_cpu = 0.0

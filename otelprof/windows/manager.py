@@ -6,11 +6,11 @@ import collections
 import dataclasses
 import logging
 import random
-import threading
 import time
 from typing import Callable, Deque, Hashable, List, Optional, Set, Tuple, Union
 
-from otelprof._threads import start_agent_thread
+from otelprof import _unpatched
+from otelprof._threads import AgentThread, start_agent_thread
 from otelprof.config import ProfilerConfig
 from otelprof.model import Attributes, Profile
 from otelprof.samplers.gc import GCSampler
@@ -88,14 +88,15 @@ class WindowManager:
         self._init_runtime_state()
 
     def _init_runtime_state(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._window_wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._lock = _unpatched.allocate_lock()
+        # The runner waits on these: real locks, also under gevent (see _unpatched).
+        self._wake = _unpatched.Event()
+        self._window_wake = _unpatched.Event()
+        self._stopping = _unpatched.Event()
+        self._thread: Optional[AgentThread] = None
         self._current: Optional[Engine] = None
         self._last_usage: Optional[Tuple[float, float]] = None
-        self._usage_lock = threading.Lock()
+        self._usage_lock = _unpatched.allocate_lock()
         self._window_app_cpu = 0.0  # application CPU seen while the current window is open
         if not hasattr(self, "_signal"):  # a fork child keeps the handler its parent installed
             self._signal = signals.WindowSignal()
@@ -156,7 +157,7 @@ class WindowManager:
         self._wake.set()
         self._window_wake.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and not thread.is_current():
             # A whole-run window holds the program's only profile: worth a longer wait.
             whole_run = self.config.whole_run is not None and not self.standalone
             thread.join(

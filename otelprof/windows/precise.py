@@ -17,6 +17,7 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from otelprof import _unpatched
 from otelprof._threads import AGENT_THREAD_IDENTS, is_agent_thread
 from otelprof.model import (
     Attributes,
@@ -341,8 +342,8 @@ class PreciseEngine:
 
     def _context_name(self) -> str:
         thread = threading.current_thread()
-        ident = threading.get_ident()
-        self._threads[ident] = (threading.get_native_id(), thread.name)
+        ident = _unpatched.get_ident()  # as in AGENT_THREAD_IDENTS (gevent patches threading's)
+        self._threads[ident] = (_unpatched.get_native_id(), thread.name)
         if is_agent_thread(ident, thread):
             # Remembered now: an agent thread that ends before the window closes (the sampler,
             # stopped first at exit under ``otelprof run --precise``) is gone from the set then.

@@ -5,9 +5,10 @@ from __future__ import annotations
 import collections
 import math
 import random
-import threading
 from dataclasses import dataclass
 from typing import Callable, Deque, Dict, List, Optional, Sequence
+
+from otelprof import _unpatched
 
 PRECISE = "precise"
 MEMORY = "memory"
@@ -96,7 +97,7 @@ class WindowScheduler:
             if spec.length_seconds > 0 and spec.interval_seconds > 0
         }
         self._demands: Deque[PlannedWindow] = collections.deque()
-        self._lock = threading.Lock()
+        self._lock = _unpatched.allocate_lock()
         self.missed: Dict[str, int] = {kind: 0 for kind in self._slots}
 
     def request(

@@ -9,6 +9,8 @@ import time
 import urllib.request
 from collections import defaultdict
 
+import pytest
+
 from otelprof.conformance import check_request
 from tests.agent.e2e import APPS, BIN, OTELPROF, child_env, resource_of, run, sampled_functions
 from tests.agent.helpers import wait_until
@@ -83,7 +85,10 @@ def test_os_fork_and_multiprocessing_children_profile_themselves(tmp_path):
     assert len(instance_ids) == 3
 
 
-def test_gunicorn_prefork_workers_are_profiled(tmp_path):
+@pytest.mark.parametrize("worker_class", ["sync", "gevent"])
+def test_gunicorn_prefork_workers_are_profiled(tmp_path, worker_class):
+    # gevent's worker patches threading in each worker, after the fork restarted the agent's
+    # threads there: they must stay threads, and the worker's main thread keep its CPU clock.
     out = tmp_path / "profiles"
     process = subprocess.Popen(
         [
@@ -97,6 +102,8 @@ def test_gunicorn_prefork_workers_are_profiled(tmp_path):
             str(BIN / "gunicorn"),
             "--workers",
             "2",
+            "--worker-class",
+            worker_class,
             "--bind",
             "127.0.0.1:0",
             "--chdir",
@@ -131,10 +138,12 @@ def test_gunicorn_prefork_workers_are_profiled(tmp_path):
 
         wait_until(hit, timeout_seconds=60)
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=60)
+        _, rest = process.communicate(timeout=60)
     finally:
         process.kill()
     assert process.returncode == 0
+    stderr = "".join(lines) + rest
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     grouped = _by_pid(out)
     assert worker_pids <= set(grouped), (worker_pids, set(grouped))
     for pid in worker_pids:

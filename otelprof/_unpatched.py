@@ -1,0 +1,94 @@
+"""The interpreter's own thread primitives, as they were before gevent patched them.
+
+``gevent.monkey.patch_all()`` (gunicorn's gevent worker, Celery's gevent pool, Locust) turns
+``threading.Thread`` into a greenlet, ``threading.get_ident()`` into a greenlet id and locks and
+events into cooperative ones that only the hub of the calling thread can wake. The agent's
+threads must stay real threads (a sampler greenlet would run only when the application yields,
+and never while it computes), wait on real locks, and name threads by the ids the interpreter
+uses for them (``sys._current_frames()``, the C walk), whenever the patching happens: before the
+agent starts (the usual first line of a gevent program) or after (``otelprof run`` and
+``opentelemetry-instrument`` start the agent before the program's first line runs).
+
+Waits that the *application* makes on the agent (``force_flush()``, ``precise()``) keep the
+patched primitives on purpose: a greenlet waiting on a real lock would stop every greenlet of
+its thread.
+"""
+
+from __future__ import annotations
+
+import _thread
+import sys
+from typing import Any, Callable, Optional
+
+
+def _original(name: str) -> Any:
+    """``_thread.<name>`` as the interpreter made it, also after gevent patched it."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None:
+        try:
+            return monkey.get_original("_thread", name)
+        except Exception:  # an old or odd gevent: fall through to what _thread has now
+            pass
+    return getattr(_thread, name)
+
+
+# Taken when this module is first imported: the originals if nothing was patched yet (the
+# common case), and the ones gevent saved if it patched first.
+get_ident: Callable[[], int] = _original("get_ident")
+"""The calling OS thread's ident (the key of ``sys._current_frames()``), never a greenlet id."""
+get_native_id: Callable[[], int] = _original("get_native_id")
+"""The calling thread's kernel thread id."""
+allocate_lock: Callable[[], Any] = _original("allocate_lock")
+"""A lock that blocks the OS thread (``_thread.LockType``), never a greenlet-cooperative one."""
+_start_new_thread: Callable[..., int] = _original("start_new_thread")
+
+
+def start_new_thread(function: Callable[[], None]) -> int:
+    """Run ``function`` on a new OS thread; returns the new thread's ident."""
+    return _start_new_thread(function, ())
+
+
+class Event:
+    """``threading.Event`` on a real lock, for the agent's threads to wait on.
+
+    The gate lock is held while the event is clear; a waiter acquires it (blocking its OS
+    thread, with the GIL released) and hands it straight back, so every waiter passes once it
+    is set.
+    """
+
+    __slots__ = ("_flag", "_gate", "_mutex")
+
+    def __init__(self) -> None:
+        self._mutex = allocate_lock()
+        self._gate = allocate_lock()
+        self._gate.acquire()
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def set(self) -> None:
+        with self._mutex:
+            if not self._flag:
+                self._flag = True
+                self._gate.release()
+
+    def clear(self) -> None:
+        with self._mutex:
+            if self._flag:
+                self._flag = False
+                # A waiter that just passed the gate hands it back at once: this does not wait
+                # on anything but that.
+                self._gate.acquire()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """True once set; False when ``timeout`` seconds passed first (as threading.Event)."""
+        if self._flag:
+            return True
+        if timeout is None:
+            passed = self._gate.acquire()
+        else:
+            passed = self._gate.acquire(True, max(0.0, timeout))
+        if passed:
+            self._gate.release()
+        return passed or self._flag

@@ -1,0 +1,105 @@
+"""The agent's own threads and the real-lock Event they wait on (``otelprof._unpatched``)."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import List
+
+from otelprof import _unpatched
+from otelprof._threads import AGENT_THREAD_IDENTS, running_agent_threads, start_agent_thread
+
+
+def test_event_wait_times_out_until_set_and_passes_every_waiter_once_set() -> None:
+    event = _unpatched.Event()
+    assert not event.is_set()
+    assert event.wait(0) is False
+    assert event.wait(0.01) is False
+    passed: List[bool] = []
+    started = threading.Barrier(4)
+
+    def waiter() -> None:
+        started.wait()
+        passed.append(event.wait(30))
+
+    waiters = [threading.Thread(target=waiter) for _ in range(3)]
+    for thread in waiters:
+        thread.start()
+    started.wait()
+    event.set()
+    event.set()  # twice is harmless
+    for thread in waiters:
+        thread.join(30)
+    assert passed == [True, True, True]
+    assert event.is_set() and event.wait() is True and event.wait(0) is True
+
+
+def test_event_clear_makes_waits_time_out_again() -> None:
+    event = _unpatched.Event()
+    event.set()
+    event.clear()
+    event.clear()  # twice is harmless
+    assert not event.is_set()
+    assert event.wait(0.01) is False
+    event.set()
+    assert event.wait(0) is True
+
+
+def test_an_agent_thread_runs_as_a_named_os_thread_and_leaves_no_trace() -> None:
+    release = _unpatched.Event()
+    seen: List[object] = []
+
+    def target() -> None:
+        seen.append((_unpatched.get_ident(), threading.current_thread().name))
+        release.wait(30)
+
+    thread = start_agent_thread("otelprof-test-thread", target)
+    try:
+        assert thread.is_alive() and thread in running_agent_threads()
+        assert thread.ident in AGENT_THREAD_IDENTS
+        # threading (and logging's %(threadName)s) knows it by its name while it runs.
+        assert "otelprof-test-thread" in [t.name for t in threading.enumerate()]
+        assert not thread.is_current()
+    finally:
+        release.set()
+        thread.join(30)
+    assert not thread.is_alive() and thread not in running_agent_threads()
+    assert thread.ident not in AGENT_THREAD_IDENTS
+    assert seen and seen[0] == (thread.ident, "otelprof-test-thread")
+    # Its stand-in is gone from threading's table: a later thread reusing the ident must not
+    # be taken for an agent thread.
+    assert "otelprof-test-thread" not in [t.name for t in threading.enumerate()]
+
+
+def test_an_agent_thread_that_raises_logs_and_ends(caplog) -> None:  # type: ignore[no-untyped-def]
+    def target() -> None:
+        raise RuntimeError("boom")
+
+    thread = start_agent_thread("otelprof-test-raises", target)
+    thread.join(30)
+    assert not thread.is_alive()
+    assert "otelprof-test-raises stopped on an unexpected error" in caplog.text
+
+
+def test_a_fork_child_has_none_of_the_parents_agent_threads() -> None:
+    release = _unpatched.Event()
+    thread = start_agent_thread("otelprof-test-fork", lambda: release.wait(30) and None)
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report and leave without running the parent's atexit
+            try:
+                thread.join(30)  # returns at once: the thread is not in this process
+                report = f"{thread.is_alive()} {len(running_agent_threads())}"
+                os.write(write, report.encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            report = pipe.read()
+        os.waitpid(pid, 0)
+        assert report == "False 0"
+        assert thread.is_alive()  # the parent's is untouched
+    finally:
+        release.set()
+        thread.join(30)
