@@ -10,6 +10,7 @@ import shutil
 import sys
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from otelprof import _python_options
 from otelprof import environment_variables as ev
 from otelprof.config import PROTOCOLS, ConfigError, headers_problem, resolve_config
 from otelprof.version import __version__
@@ -190,6 +191,9 @@ def run(argv: Sequence[str]) -> int:  # noqa: RET503 (ends in exec)
     if executable is None:
         sys.stderr.write(f"otelprof run: command not found: {command[0]}\n")
         return 127
+    notice = _python_options.warning(command)
+    if notice:
+        sys.stderr.write(notice + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
     # exec, not a child process: the program keeps our pid, so signals from a supervisor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -54,6 +55,20 @@ def test_module_programs_run_with_dash_m(tmp_path):
     requests = load_requests(out)
     cpu_functions = set().union(*(sampled_functions(r) for r in requests))
     assert "hot_function" in cpu_functions, (cpu_functions, result.stderr)
+
+
+def test_python_dash_i_is_named_instead_of_running_unprofiled_in_silence(tmp_path):
+    # -I ignores PYTHONPATH, through which otelprof run starts the profiler: the program still
+    # runs (and keeps its exit code), and the user is told why there will be no profiles.
+    out = tmp_path / "profiles"
+    script = tmp_path / "program.py"
+    script.write_text("import sys\nprint('ran')\nsys.exit(7)\n")
+    command = [*OTELPROF, "run", "--output", str(out), "--", sys.executable, "-I", str(script)]
+    result = run(command)
+    assert result.returncode == 7
+    assert result.stdout == "ran\n"
+    assert "-I (isolated mode) ignores PYTHONPATH" in result.stderr
+    assert not load_requests(out)
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
