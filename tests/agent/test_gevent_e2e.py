@@ -19,18 +19,21 @@ from otelprof.conformance import check_request
 from otelprof.reader import load_profiles
 from otelprof.spans import CPU_TIME_ATTRIBUTE, CPU_TIME_SOURCE_ATTRIBUTE
 from tests.agent.e2e import APPS, OTELPROF, child_env, load_requests, run
+from tests.export.servers import ExportRequest, RecordingGrpcServer, RecordingHttpServer
 
 APP = APPS / "gevent_app.py"
 
 
-def _run_app(start: str, tmp_path: pathlib.Path) -> Dict[str, Dict[str, Any]]:
+def _run_app(start: str, tmp_path: pathlib.Path, **settings: str) -> Dict[str, Any]:
+    """Runs the app; returns its spans by name and the export requests ("requests")."""
     out = tmp_path / "profiles"
     spans_file = tmp_path / "spans.jsonl"
     settings = {
-        "OTEL_PYTHON_PROFILER_OUTPUT_DIR": str(out),
         "OTEL_PYTHON_PROFILER_SAMPLING_RATE": "200",
         "OTEL_PYTHON_PROFILER_EXPORT_INTERVAL": "60",  # one export, at exit
+        **settings,
     }
+    settings.setdefault("OTEL_PYTHON_PROFILER_OUTPUT_DIR", str(out))
     if start == "otelprof run":
         command = [*OTELPROF, "run", "--", sys.executable, str(APP), str(spans_file)]
     else:
@@ -43,10 +46,17 @@ def _run_app(start: str, tmp_path: pathlib.Path) -> Dict[str, Dict[str, Any]]:
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, (
         result.stderr
     )
-    requests = load_requests(out)
-    assert requests and all(check_request(r) == [] for r in requests)
     spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
-    return {"out": {"path": out}, **{span["name"]: span for span in spans}}
+    return {"requests": load_requests(out), **{span["name"]: span for span in spans}}
+
+
+def _records(requests: List[ExportRequest], tmp_path: pathlib.Path) -> List[Any]:
+    assert requests and all(check_request(r) == [] for r in requests)
+    received = tmp_path / "received"
+    received.mkdir(exist_ok=True)
+    for number, request in enumerate(requests):
+        (received / f"{number}.otlp.pb").write_bytes(request.SerializeToString())
+    return load_profiles([str(received)]).records
 
 
 @pytest.mark.parametrize("start", ["otelprof run", "otelprof.start() after patch_all()"])
@@ -54,7 +64,7 @@ def test_greenlets_are_sampled_on_real_threads_and_charged_to_their_spans(
     start: str, tmp_path: pathlib.Path
 ) -> None:
     found = _run_app(start, tmp_path)
-    records = load_profiles([str(found["out"]["path"])]).records
+    records = _records(found["requests"], tmp_path)
     cpu: Dict[str, int] = {"work_alpha": 0, "work_beta": 0}
     right = wrong = 0
     thread_names: List[str] = []
@@ -84,3 +94,27 @@ def test_greenlets_are_sampled_on_real_threads_and_charged_to_their_spans(
         # Greenlets interleave on one thread: its CPU clock would count the other's time too.
         assert attributes[CPU_TIME_SOURCE_ATTRIBUTE] == "sampled", attributes
         assert attributes[CPU_TIME_ATTRIBUTE] > 0, attributes
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
+@pytest.mark.parametrize("start", ["otelprof run", "otelprof.start() after patch_all()"])
+def test_profiles_reach_an_otlp_server_from_a_gevent_program(
+    start: str, protocol: str, tmp_path: pathlib.Path
+) -> None:
+    # The exporter thread sends with gevent's sockets patched (requests) or beside gevent's
+    # patched threading (grpc's Python layer).
+    server_class = RecordingGrpcServer if protocol == "grpc" else RecordingHttpServer
+    with server_class() as server:
+        found = _run_app(
+            start,
+            tmp_path,
+            OTEL_PYTHON_PROFILER_OUTPUT_DIR="",
+            OTEL_EXPORTER_OTLP_PROFILES_ENDPOINT=server.endpoint,
+            OTEL_EXPORTER_OTLP_PROFILES_PROTOCOL=protocol,
+        )
+        assert not found["requests"]  # nothing went to files
+        received = server.requests
+    functions = {
+        frame.function for r in _records(received, tmp_path) for s in r.samples for frame in s.stack
+    }
+    assert {"work_alpha", "work_beta"} <= functions
