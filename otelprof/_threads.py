@@ -79,8 +79,8 @@ def start_agent_thread(name: str, target: Callable[[], None]) -> AgentThread:
         ident = _unpatched.get_ident()
         AGENT_THREAD_IDENTS.add(ident)
         thread.ident = ident
-        registered.set()
         named = _name_current_thread(name)
+        registered.set()
         try:
             target()
         except BaseException:  # never let an agent failure reach the host's excepthook
@@ -91,7 +91,12 @@ def start_agent_thread(name: str, target: Callable[[], None]) -> AgentThread:
             _running.discard(thread)
             thread._done.release()
 
-    _unpatched.start_new_thread(run)
+    try:
+        _unpatched.start_new_thread(run)
+    except BaseException:  # "can't start new thread": the caller's to handle, as with Thread
+        _running.discard(thread)
+        thread._done.release()
+        raise
     registered.wait(5.0)
     return thread
 

@@ -6,6 +6,8 @@ import os
 import threading
 from typing import List
 
+import pytest
+
 from otelprof import _unpatched
 from otelprof._threads import AGENT_THREAD_IDENTS, running_agent_threads, start_agent_thread
 
@@ -103,3 +105,14 @@ def test_a_fork_child_has_none_of_the_parents_agent_threads() -> None:
     finally:
         release.set()
         thread.join(30)
+
+
+def test_a_thread_that_cannot_start_is_not_left_running(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    def refuse(function: object) -> int:
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(_unpatched, "start_new_thread", refuse)
+    before = running_agent_threads()
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        start_agent_thread("otelprof-test-refused", lambda: None)
+    assert running_agent_threads() == before
