@@ -193,3 +193,90 @@ def test_an_unknown_keyword_argument_gets_the_closest_name():
     assert "unknown configuration argument(s): sampling_rate (did you mean sampling_rate_hz?)" in (
         str(error.value)
     )
+
+
+# For each keyword: a valid value as its variable's text, and as the keyword's argument. The
+# values differ from the defaults, so a keyword and a variable that do not meet are caught.
+_KEYWORD_SAMPLES = {
+    "sampling_rate_hz": ("50", 50.0),
+    "adaptive_rate": ("false", False),
+    "export_interval_seconds": ("3", 3.0),
+    "max_stack_depth": ("40", 40),
+    "output_dir": ("/tmp/otelprof-config-test", "/tmp/otelprof-config-test"),
+    "queue_size": ("7", 7),
+    "shutdown_timeout_seconds": ("2", 2.0),
+    "service_name": ("checkout", "checkout"),
+    "resource_attributes": ("team=core", {"team": "core"}),
+    "protocol": ("http/protobuf", "http/protobuf"),
+    "endpoint": ("http://collector:4317", "http://collector:4317"),
+    "headers": ("api-key=secret", {"api-key": "secret"}),
+    "timeout_seconds": ("3", 3.0),
+    "compression": ("gzip", "gzip"),
+    "insecure": ("true", True),
+    "certificate_file": ("/etc/ca.pem", "/etc/ca.pem"),
+    "client_key_file": ("/etc/key.pem", "/etc/key.pem"),
+    "client_certificate_file": ("/etc/cert.pem", "/etc/cert.pem"),
+    "precise_window_seconds": ("2", 2.0),
+    "precise_interval_seconds": ("60", 60.0),
+    "precise_clock": ("cpu", "cpu"),
+    "memory_window_seconds": ("2", 2.0),
+    "memory_interval_seconds": ("60", 60.0),
+    "memory_traceback_depth": ("4", 4),
+    "memory_overhead_cap_mib": ("8", 8.0),
+    "memory_snapshot_interval_seconds": ("5", 5.0),
+    "leak_min_windows": ("5", 5),
+    "leak_min_bytes_per_second": ("2048", 2048.0),
+    "overhead_budget": ("0.02", 0.02),
+    "window_signal": ("SIGUSR2", "SIGUSR2"),
+    "gc_profiling": ("false", False),
+    "whole_run": ("memory", "memory"),
+    "span_attributes": ("false", False),
+    "span_cpu_clock": ("task", "task"),
+    "native": ("false", False),
+    "max_endpoints": ("10", 10),
+    "max_task_names": ("10", 10),
+    "pyroscope_profile_id": ("true", True),
+}
+
+
+# The OpenTelemetry SDK reads these two variables when the resource is made, not the config.
+_RESOURCE_KEYWORDS = {"service_name", "resource_attributes"}
+
+
+@pytest.mark.parametrize("keyword", sorted(set(_KEYWORD_SAMPLES) - _RESOURCE_KEYWORDS))
+def test_each_keyword_sets_what_its_listed_variable_sets(keyword: str) -> None:
+    # KEYWORD_VARIABLES (the documented table) is kept beside the reading of each variable in
+    # resolve_config: this holds the two together.
+    from otelprof.config import KEYWORD_VARIABLES
+
+    text, value = _KEYWORD_SAMPLES[keyword]
+    from_variable = resolve_config({KEYWORD_VARIABLES[keyword]: text})
+    from_keyword = resolve_config({}, **{keyword: value})
+    assert from_variable == from_keyword
+    assert from_keyword != resolve_config({})
+
+
+def test_every_keyword_has_a_sample_value() -> None:
+    from otelprof.config import KEYWORD_VARIABLES
+
+    assert set(_KEYWORD_SAMPLES) == set(KEYWORD_VARIABLES)
+
+
+@pytest.mark.parametrize("keyword", sorted(_RESOURCE_KEYWORDS))
+def test_the_resource_keywords_set_what_their_variables_set(keyword: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from otelprof.config import KEYWORD_VARIABLES
+    from otelprof.resource import detect_resource
+
+    def facts(resource) -> dict:  # type: ignore[no-untyped-def]
+        attributes = dict(resource.attributes)
+        attributes.pop("service.instance.id")  # new each time
+        return attributes
+
+    text, value = _KEYWORD_SAMPLES[keyword]
+    for variable in _RESOURCE_KEYWORDS:
+        monkeypatch.delenv(KEYWORD_VARIABLES[variable], raising=False)
+    config = resolve_config({}, **{keyword: value})
+    from_keyword = facts(detect_resource(config.service_name, config.resource_attributes))
+    assert from_keyword != facts(detect_resource())
+    monkeypatch.setenv(KEYWORD_VARIABLES[keyword], text)
+    assert facts(detect_resource()) == from_keyword
