@@ -536,7 +536,7 @@ static PyObject *str_context, *str_parent, *str_attributes, *str_dict, *str_maxl
 
 /* gevent's hub of the calling thread, if gevent is imported and made one here (new reference),
    else None; NULL on error. Its greenlets share the thread as asyncio tasks share a loop's, so
-   a span's thread CPU time would include theirs: spans._task_scheduler is the Python twin. */
+   a span's thread CPU time would include theirs (spans._gevent_hub is the Python twin). */
 static PyObject *
 other_scheduler(void)
 {
