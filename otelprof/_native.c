@@ -969,12 +969,38 @@ static PyTypeObject SpanHooksType = {
 };
 #endif
 
+#if PY_VERSION_HEX >= 0x030B0000 && !defined(Py_GIL_DISABLED)
+/* The kernel thread id of the thread with this ident, from its thread state (3.11+), for a
+   thread threading has no Thread for (started by C code or _thread, gevent's thread pool, the
+   main thread gevent re-keyed): its CPU clock is derived from it. Read with the GIL held, as
+   thread_handles reads the list. */
+static PyObject *
+thread_native_id(PyObject *module, PyObject *arg)
+{
+    unsigned long ident = PyLong_AsUnsignedLong(arg);
+    if (ident == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyInterpreterState *interp = PyInterpreterState_Get();
+    for (PyThreadState *ts = PyInterpreterState_ThreadHead(interp); ts != NULL;
+         ts = PyThreadState_Next(ts)) {
+        if (ts->thread_id == ident && ts->native_thread_id != 0) {
+            return PyLong_FromUnsignedLong(ts->native_thread_id);
+        }
+    }
+    Py_RETURN_NONE;
+}
+#endif
+
 static PyMethodDef native_methods[] = {
 #if PY_VERSION_HEX >= 0x030B0000 && !defined(Py_GIL_DISABLED)
     {"walk_stack", (PyCFunction)(void (*)(void))walk_stack, METH_FASTCALL,
      "walk_stack(frame, max_depth, /)\n--\n\n"
      "A thread's stack as the sampler keys it: ((id(code), lasti, ..., [-1 if truncated]), "
      "[code, ...]), leaf first."},
+    {"thread_native_id", thread_native_id, METH_O,
+     "thread_native_id(ident, /)\n--\n\n"
+     "The kernel thread id of the thread with this ident (None: no such thread)."},
 #endif
 #ifdef HAVE_WALK_THREAD
     {"walk_thread", (PyCFunction)(void (*)(void))walk_thread, METH_FASTCALL,

@@ -96,11 +96,12 @@ class _Interval:
 class _ThreadState:
     """What the sampler keeps about one thread between ticks."""
 
-    __slots__ = ("clock", "codes", "cpu_ns", "key", "tag", "thread")
+    __slots__ = ("clock", "codes", "cpu_ns", "key", "native_id", "tag", "thread")
 
-    def __init__(self, thread: Optional[threading.Thread], clock: Optional[int]) -> None:
+    def __init__(self, thread: Optional[threading.Thread], native_id: Optional[int]) -> None:
         self.thread = thread  # the Thread object (an ident can be reused by a new thread)
-        self.clock = clock  # its CPU clock id, None where there is none
+        self.native_id = native_id  # its kernel thread id, None where unknown
+        self.clock = _thread_cpu_clock(native_id)  # its CPU clock id, None where there is none
         self.cpu_ns: Optional[int] = None  # the clock's reading at the last tick
         # The last tick's walk of its stack: reused while the thread uses no CPU (below).
         self.key: Optional[_StackKey] = None
@@ -127,6 +128,8 @@ class StackSampler:
         # what it walks from: per thread ident, a frame, or the ident itself for walk_thread.
         walk = (_native_walk() if native else None) or walk_named("python")
         self._handles, self._walk = walk
+        # For threads threading has no Thread for: their kernel id from their thread state.
+        self._kernel_id_of = _native_thread_ids() if native else None
         self.rate = rate  # None: a fixed interval
         self.max_depth = max_depth
         self.tagger = tagger
@@ -230,7 +233,7 @@ class StackSampler:
                 if thread is None:
                     thread = unlisted_thread(ident)
                 if state is None or state.thread is not thread:
-                    state = cpu_state[ident] = _new_thread_state(ident, thread)
+                    state = cpu_state[ident] = _new_thread_state(ident, thread, self._kernel_id_of)
                     # A thread not seen before (or a reused ident). Its CPU clock counts from
                     # the thread's creation, so a thread born since the last tick is charged
                     # all of it: servers that start a thread per request would otherwise lose
@@ -264,7 +267,7 @@ class StackSampler:
                 if entry is None:
                     counts[(key, ident, tag)] = [cpu_delta, wall_delta, 1, codes]
                     if ident not in interval.thread_labels:
-                        interval.thread_labels[ident] = _thread_label(ident, thread)
+                        interval.thread_labels[ident] = _thread_label(ident, thread, state)
                 else:
                     entry[0] += cpu_delta  # type: ignore[operator]
                     entry[1] += wall_delta  # type: ignore[operator]
@@ -357,8 +360,27 @@ def _native_walk() -> Optional[Tuple[Handles, Walk]]:
     return None
 
 
-def _new_thread_state(ident: int, thread: Optional[threading.Thread]) -> _ThreadState:
-    return _ThreadState(thread, _thread_cpu_clock(native_id_of(ident, thread)))
+def _new_thread_state(
+    ident: int,
+    thread: Optional[threading.Thread],
+    kernel_id_of: Optional[Callable[[int], Optional[int]]],
+) -> _ThreadState:
+    native_id = native_id_of(ident, thread)
+    if native_id is None and thread is None and kernel_id_of is not None:
+        # Started by C code or _thread (gevent's thread pool among them): no Thread, so no
+        # native_id, but its CPU clock is its own all the same.
+        native_id = kernel_id_of(ident)
+    return _ThreadState(thread, native_id)
+
+
+def _native_thread_ids() -> Optional[Callable[[int], Optional[int]]]:
+    """``otelprof._native.thread_native_id`` where the extension has it (3.11+), else None."""
+    try:
+        from otelprof._native import thread_native_id
+    except ImportError:
+        return None
+    lookup: Callable[[int], Optional[int]] = thread_native_id
+    return lookup
 
 
 def _read_cpu(state: _ThreadState) -> int:
@@ -411,10 +433,12 @@ class StackInterner:
         return stack
 
 
-def _thread_label(ident: int, thread: Optional[threading.Thread]) -> Tuple[int, str]:
+def _thread_label(
+    ident: int, thread: Optional[threading.Thread], state: _ThreadState
+) -> Tuple[int, str]:
     if thread is None:
-        return ident, f"Thread-{ident}"
-    return (native_id_of(ident, thread) or ident), thread.name
+        return state.native_id or ident, f"Thread-{ident}"
+    return (state.native_id or ident), thread.name
 
 
 def snapshot_to_profiles(snapshot: StackSnapshot, period_nanos: int) -> List[Profile]:

@@ -632,3 +632,40 @@ def test_the_sampler_walks_in_c_unless_told_not_to():
     assert StackSampler(native=False)._walk is stack_module._walk
     with pytest.raises(ValueError, match="no stack walk named 'frames'"):
         stack_module.walk_named("frames")
+
+
+@pytest.mark.skipif(
+    stack_module._native_thread_ids() is None,
+    reason="thread_native_id is in the C extension for CPython 3.11+ only",
+)
+def test_a_thread_threading_did_not_start_is_charged_its_cpu_on_its_own_thread_id():
+    # Threads started by C code or _thread (gevent's thread pool) have no Thread, so no
+    # native_id: the sampler reads their kernel id from their thread state instead.
+    import _thread
+
+    sampler = StackSampler(interval_seconds=0.01)
+    release = threading.Event()
+    progress = [0]
+    done = threading.Event()
+    tids: list = []
+
+    def raw() -> None:
+        tids.append(threading.get_native_id())
+        try:
+            spin_until(release, progress)
+        finally:
+            done.set()
+
+    _thread.start_new_thread(raw, ())
+    try:
+        wait_until(lambda: progress[0] > 0)
+        sampler.sample_once()  # baseline
+        start = progress[0]
+        wait_until(lambda: progress[0] > start + 2000)
+        sampler.sample_once()
+    finally:
+        release.set()
+        done.wait(30)
+    samples = [s for s in sampler.drain().samples if "spin_until" in function_names(s.stack)]
+    assert samples and {s.thread_id for s in samples} == set(tids)
+    assert sum(s.cpu_nanos for s in samples) > 0
