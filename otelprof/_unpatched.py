@@ -1,4 +1,4 @@
-"""The interpreter's own thread primitives, as they were before gevent patched them.
+"""The interpreter's own thread primitives, as they were before gevent (or eventlet) patched them.
 
 ``gevent.monkey.patch_all()`` (gunicorn's gevent worker, Celery's gevent pool, Locust) turns
 ``threading.Thread`` into a greenlet, ``threading.get_ident()`` into a greenlet id and locks and
@@ -22,18 +22,24 @@ from typing import Any, Callable, Optional
 
 
 def _original(name: str) -> Any:
-    """``_thread.<name>`` as the interpreter made it, also after gevent patched it."""
+    """``_thread.<name>`` as the interpreter made it, also after gevent or eventlet patched it."""
     monkey = sys.modules.get("gevent.monkey")
     if monkey is not None:
         try:
             return monkey.get_original("_thread", name)
         except Exception:  # an old or odd gevent: fall through to what _thread has now
             pass
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None:  # eventlet.monkey_patch() does the same to _thread
+        try:
+            return getattr(patcher.original("_thread"), name)
+        except Exception:
+            pass
     return getattr(_thread, name)
 
 
 # Taken when this module is first imported: the originals if nothing was patched yet (the
-# common case), and the ones gevent saved if it patched first.
+# common case), and the ones gevent or eventlet saved if it patched first.
 get_ident: Callable[[], int] = _original("get_ident")
 """The calling OS thread's ident (the key of ``sys._current_frames()``), never a greenlet id."""
 get_native_id: Callable[[], int] = _original("get_native_id")

@@ -118,3 +118,29 @@ def test_profiles_reach_an_otlp_server_from_a_gevent_program(
         frame.function for r in _records(received, tmp_path) for s in r.samples for frame in s.stack
     }
     assert {"work_alpha", "work_beta"} <= functions
+
+
+@pytest.mark.parametrize("start", ["otelprof run", "otelprof.start() after monkey_patch()"])
+def test_an_eventlet_program_is_sampled_by_real_threads(start: str, tmp_path: pathlib.Path) -> None:
+    # eventlet.monkey_patch() turns threads green as gevent does: started after it, the sampler
+    # was a green thread on the main thread, sampling itself and nothing else.
+    out = tmp_path / "profiles"
+    app = APPS / "eventlet_app.py"
+    settings = {"OTEL_PYTHON_PROFILER_OUTPUT_DIR": str(out)}
+    if start == "otelprof run":
+        command = [*OTELPROF, "run", "--", sys.executable, str(app)]
+    else:
+        command = [sys.executable, str(app)]
+        settings["START_AFTER_PATCH"] = "1"
+    result = run(command, env=child_env(**settings))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    cpu: Dict[str, int] = {}
+    for record in _records(load_requests(out), tmp_path):
+        if record.sample_type.type != "cpu":
+            continue
+        for sample in record.samples:
+            for function in {frame.function for frame in sample.stack}:
+                cpu[function] = cpu.get(function, 0) + sample.value
+    assert cpu.get("green_work", 0) > 0, cpu
+    assert not [name for name in cpu if "StackSampler" in name or "ExportProcessor" in name]
