@@ -12,31 +12,22 @@ import eventlet  # noqa: E402
 
 eventlet.monkey_patch()
 
-import os  # noqa: E402
 import sys  # noqa: E402
 
-import otelprof  # noqa: E402
+from green_common import profiler_started, ticks  # noqa: E402
 
 TICKS = 40  # sampler ticks each green thread computes through, whatever the machine's speed
 
 
-def _ticks() -> int:
-    profiler = otelprof.get_profiler()
-    return profiler.sampler._interval.ticks if profiler is not None else 0
-
-
 def green_work() -> None:
-    until = _ticks() + TICKS
-    while _ticks() < until:
+    until = ticks() + TICKS
+    while ticks() < until:
         sum(i * i for i in range(3000))
         eventlet.sleep(0)
 
 
 def main() -> int:
-    if os.environ.get("START_AFTER_PATCH") == "1":
-        otelprof.start()
-    if otelprof.get_profiler() is None:
-        print("profiler not started", file=sys.stderr)
+    if not profiler_started():
         return 3
     pool = eventlet.GreenPool()
     for _ in range(2):

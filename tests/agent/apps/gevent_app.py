@@ -11,10 +11,10 @@ from gevent import monkey
 monkey.patch_all()
 
 import json  # noqa: E402
-import os  # noqa: E402
 import sys  # noqa: E402
 
 import gevent  # noqa: E402
+from green_common import profiler_started, ticks  # noqa: E402
 from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
@@ -22,14 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E4
     InMemorySpanExporter,
 )
 
-import otelprof  # noqa: E402
-
 TICKS = 40  # sampler ticks each greenlet computes through, whatever the machine's speed
-
-
-def _ticks() -> int:
-    profiler = otelprof.get_profiler()
-    return profiler.sampler._interval.ticks if profiler is not None else 0
 
 
 def _crunch() -> int:
@@ -37,15 +30,15 @@ def _crunch() -> int:
 
 
 def work_alpha() -> None:
-    until = _ticks() + TICKS
-    while _ticks() < until:
+    until = ticks() + TICKS
+    while ticks() < until:
         _crunch()
         gevent.sleep(0)  # let the other greenlet run: the two interleave on this thread
 
 
 def work_beta() -> None:
-    until = _ticks() + TICKS
-    while _ticks() < until:
+    until = ticks() + TICKS
+    while ticks() < until:
         _crunch()
         gevent.sleep(0)
 
@@ -56,10 +49,7 @@ def in_span(tracer: trace.Tracer, name: str, work) -> None:  # type: ignore[no-u
 
 
 def main() -> int:
-    if os.environ.get("START_AFTER_PATCH") == "1":
-        otelprof.start()
-    if otelprof.get_profiler() is None:
-        print("profiler not started", file=sys.stderr)
+    if not profiler_started():
         return 3
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
