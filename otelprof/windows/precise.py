@@ -250,11 +250,21 @@ def _leave_out_what_only_they_call(by_index: Dict[int, Sequence[Any]], left_out:
     in turn, goes too (yappi records one caller level; a function the application also called
     has calls from elsewhere and stays). Calls yappi saw without a caller count as elsewhere;
     a function's calls of itself count as coming from wherever its other calls came from.
+
+    Calls from elsewhere are read on the edges, not as the function's call count minus the
+    agent's edges: yappi counts a call on its edge when it starts and in the function's count
+    when it returns, so a call of the agent's still running when the window closes (its join
+    of the windows thread at exit) would otherwise cancel one of the application's.
     """
-    recursive = {
-        index: sum(edge[1] for edge in pit[_CHILDREN] if edge[0] == index)
-        for index, pit in by_index.items()
-    }
+    recursive: Dict[int, int] = {}
+    incoming: Dict[int, int] = {}
+    for index, pit in by_index.items():
+        for edge in pit[_CHILDREN]:
+            child_index, ncall = edge[0], edge[1]
+            if child_index == index:
+                recursive[index] = recursive.get(index, 0) + ncall
+            else:
+                incoming[child_index] = incoming.get(child_index, 0) + ncall
     changed = True
     while changed:
         changed = False
@@ -265,10 +275,12 @@ def _leave_out_what_only_they_call(by_index: Dict[int, Sequence[Any]], left_out:
                 if child_index != index:
                     from_left_out[child_index] = from_left_out.get(child_index, 0) + ncall
         for index, ncall in from_left_out.items():
-            pit = by_index.get(index)
-            if pit is None or index in left_out:
+            callee = by_index.get(index)
+            if callee is None or index in left_out:
                 continue
-            if ncall >= pit[_NCALL] - recursive[index]:
+            into = incoming.get(index, 0)
+            without_caller = max(0, callee[_NCALL] - recursive.get(index, 0) - into)
+            if into - ncall + without_caller <= 0:
                 left_out.add(index)
                 changed = True
 

@@ -144,6 +144,41 @@ def test_run_precise_profiles_the_whole_program_with_exact_counts(tmp_path: Path
     assert "whole_run" in trigger
 
 
+def test_run_precise_keeps_the_programs_join_of_its_worker(tmp_path: Path):
+    # The agent also joins threads in the main thread at exit, one join still running when the
+    # window closes; the program's own join must stay, with its call and its wall time.
+    script = tmp_path / "prog.py"
+    script.write_text(
+        textwrap.dedent(
+            """\
+            import threading
+
+            def work():
+                return sum(range(1000))
+
+            def main():
+                worker = threading.Thread(target=work)
+                worker.start()
+                worker.join()
+
+            main()
+            """
+        )
+    )
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "otelprof", "run", "--precise", "--output", str(out)]
+    result = _run([*command, "--", str(script)], _env())
+    assert result.returncode == 0, result.stderr
+    edges = {
+        (sample.stack[0].function, sample.stack[1].function): sample.value
+        for record in _records(out)
+        if record.sample_type.type == "calls"
+        for sample in record.samples
+        if len(sample.stack) == 2
+    }
+    assert edges[("Thread.join", "main")] == 1
+
+
 def test_run_memory_reports_the_leaking_function(tmp_path: Path):
     script = tmp_path / "leaky.py"
     script.write_text(

@@ -215,6 +215,25 @@ def test_the_agents_frames_and_what_only_they_call_are_left_out():
     }
 
 
+def test_an_agent_call_still_running_does_not_hide_the_applications_call():
+    # As yappi recorded ``otelprof run --precise`` on a program that joins its worker: at exit
+    # the agent's stop() joins the sampler (done) and the windows thread, whose join is still
+    # running when the window closes. yappi counts that call on the caller -> callee edge but
+    # not in Thread.join's own call count, so the agent's edges (2) equal that count (2).
+    agent = AGENT_DIR + "windows/manager.py"
+    pits = [
+        _pit("main", 1, 1, 0.001, [(2, 1, 1, 0.5, 0.5)]),
+        _pit("WindowManager.stop", 3, 0, 0.001, [(2, 1, 1, 0.0, 0.0)], module=agent),
+        _pit("StackSampler.stop", 4, 1, 0.001, [(2, 1, 1, 0.002, 0.002)], module=agent),
+        _pit("Thread.join", 2, 2, 0.502, module="threading.py"),
+    ]
+    profiles = pits_to_profiles(pits, {1: (42, "MainThread")}, lambda tag: None, "wall", 0, 1)
+    calls = by_stack_names(profile_of(profiles, "calls"))
+    assert calls == {("Thread.join", "main"): 1, ("main",): 1}
+    wall = by_stack_names(profile_of(profiles, "wall"))
+    assert wall[("Thread.join", "main")] == 500_000_000
+
+
 def test_no_frame_of_the_agent_or_of_its_waiting_reaches_a_window():
     exporter = InMemoryProfileExporter()
     otelprof.start(exporter=exporter, export_interval_seconds=3600, precise_window_seconds=0)
