@@ -115,23 +115,38 @@ def parse_hex_id(text: str, size: int, what: str = "id") -> bytes:
     return bytes.fromhex(cleaned)
 
 
+_SECONDARY_PERIODS = frozenset({"precise", "leak"})
+"""Period types of the agent's precise windows and leak profiles: their series always carry it."""
+_HOME_SERIES = frozenset({("calls", "precise")})
+"""Sample types that only exist under one of those period types keep their bare name."""
+
+
+def _secondary(record: ProfileRecord) -> bool:
+    period = record.period_type.type
+    return period in _SECONDARY_PERIODS and (record.sample_type.type, period) not in _HOME_SERIES
+
+
 def name_series(records: Iterable[ProfileRecord]) -> Tuple[ProfileRecord, ...]:
     """The records, each with the name of the series it belongs to as its sample type.
 
     A series is a sample type *and* a period type: the stack sampler's ``wall`` (period type
     ``wall``) and a precise window's exact ``wall`` (period type ``precise``) measure different
-    things and must never be added up. A sample type that comes with one period type keeps its
-    name; one that comes with several keeps it for the period type of the same name (the
-    sampler's) and is named ``TYPE:PERIOD`` for the others (``wall:precise``).
+    things and must never be added up. The agent's own secondary series are always named
+    ``TYPE:PERIOD``: a precise window's ``wall:precise`` and ``cpu:precise`` (its ``calls`` keep
+    their name) and the leak detector's ``inuse_space:leak``, whatever else the files hold (a
+    short ``--precise`` run has no sampler samples at all). Of the other period types, a sample
+    type that comes with one keeps its name; one that comes with several keeps it for the period
+    type of the same name (the sampler's) and is named ``TYPE:PERIOD`` for the others.
     """
     everything = tuple(records)
     periods: Dict[str, Set[str]] = {}
     for record in everything:
-        periods.setdefault(record.sample_type.type, set()).add(record.period_type.type)
+        if not _secondary(record):
+            periods.setdefault(record.sample_type.type, set()).add(record.period_type.type)
     named = []
     for record in everything:
         type_name, period = record.sample_type.type, record.period_type.type
-        if len(periods[type_name]) == 1 or period == type_name:
+        if not _secondary(record) and (len(periods[type_name]) == 1 or period == type_name):
             named.append(record)
         else:
             series = ValueType(f"{type_name}:{period or 'none'}", record.sample_type.unit)

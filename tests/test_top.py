@@ -188,6 +188,31 @@ def test_a_precise_windows_wall_is_kept_apart_from_the_samplers_and_shown_when_a
         format_top(records, types=["exact"])
 
 
+def test_window_series_keep_their_names_whatever_else_the_files_hold() -> None:
+    # `otelprof run --precise` on a short program: a precise window and no sampler sample. The
+    # docs' `--type wall:precise` must work there too, and must not be the sampler's `wall`.
+    factory = RequestFactory()
+    precise_window(factory, ("wall", "nanoseconds"), [S([COMPUTE, HANDLE], 70 * MS)])
+    precise_window(factory, ("calls", "count"), [S([COMPUTE, HANDLE], 7)])
+    only_precise = decode_request(factory.request())
+    assert compute_top(only_precise, ["wall:precise", "calls"]).totals == (70 * MS, 7)
+    with pytest.raises(TopError, match=r"types present: calls, wall:precise\)"):
+        format_top(only_precise, types=["wall"])
+
+    # Memory windows' heap profiles (period type `space`) keep their names when a leak profile
+    # (period type `leak`) is there too: `--type inuse_space` is the window's, as documented.
+    factory = RequestFactory()
+    for sample_type, period_type, value in (
+        (("inuse_space", "bytes"), "space", 4096),
+        (("inuse_space", "bytes"), "leak", 1024),
+        (("alloc_space", "bytes"), "space", 4096),
+    ):
+        profile = factory.add_profile(sample_type, [S([COMPUTE, HANDLE], value)], period=1)
+        profile.period_type.type_strindex = factory.string(period_type)
+    memory = decode_request(factory.request())
+    assert compute_top(memory, ["inuse_space", "inuse_space:leak"]).totals == (4096, 1024)
+
+
 def test_view_diff_and_export_keep_a_precise_windows_wall_apart_too(tmp_path, capsys) -> None:
     from otelprof.viewer.commands import main_export
 
