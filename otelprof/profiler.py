@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from opentelemetry.sdk.resources import Resource
 
+from otelprof._celery import connect_pool_child_shutdown
 from otelprof.builder import build_request
 from otelprof.config import ProfilerConfig, resolve_config
 from otelprof.correlation import SpanCorrelator
@@ -124,6 +125,9 @@ class Profiler:
                 self._register_multiprocessing_hook()
                 install_sigterm_flush(self)
                 self._atexit_registered = True
+            # At every start, fork children included: Celery is usually imported after the
+            # profiler started (otelprof run) but before the pool forks its children.
+            connect_pool_child_shutdown(_stop_live_profilers)
             # Last: a whole-run precise window (otelprof run --precise) opens here, and what the
             # agent itself imports and sets up above must not be recorded as the program's.
             try:
@@ -315,6 +319,11 @@ def install_sigterm_flush(profiler: Profiler) -> None:
         signal.signal(signal.SIGTERM, flush_and_die)
     except (ValueError, OSError):  # no signals here (embedded interpreter, odd platform)
         return
+
+
+def _stop_live_profilers() -> None:
+    for profiler in list(_LIVE):
+        profiler.stop()
 
 
 def _after_fork_in_child() -> None:
