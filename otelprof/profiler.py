@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from opentelemetry.sdk.resources import Resource
 
+from otelprof import _uwsgi
 from otelprof._celery import connect_pool_child_shutdown
 from otelprof.builder import build_request
 from otelprof.config import ProfilerConfig, resolve_config
@@ -78,6 +79,9 @@ class Profiler:
         self._sources: List[ProfileSource] = []
         self._started = False
         self._atexit_registered = False
+        # Under uWSGI: None until start() asks; True once this process may run the agent's
+        # threads (a worker), False while they wait for a worker (see otelprof._uwsgi).
+        self._uwsgi_worker: Optional[bool] = None
         self.correlation = SpanCorrelator.from_config(config)
         self.sampler = StackSampler(
             interval_seconds=1.0 / config.sampling_rate_hz,
@@ -107,6 +111,8 @@ class Profiler:
         with self._lock:
             if self._started:
                 return self
+            if self._wait_for_uwsgi_worker():
+                return self
             try:
                 if self._resource is None and self._explicit_resource is None:
                     self._resource = self._detect_resource()
@@ -123,7 +129,8 @@ class Profiler:
             if not self._atexit_registered:
                 atexit.register(self._at_exit)
                 self._register_multiprocessing_hook()
-                install_sigterm_flush(self)
+                if self._uwsgi_worker is None:  # uWSGI handles its workers' signals itself
+                    install_sigterm_flush(self)
                 self._atexit_registered = True
             # At every start, fork children included: Celery is usually imported after the
             # profiler started (otelprof run) but before the pool forks its children.
@@ -137,9 +144,28 @@ class Profiler:
             _logger.debug("otelprof: profiling at %g Hz", self.config.sampling_rate_hz)
         return self
 
+    def _wait_for_uwsgi_worker(self) -> bool:
+        """True when this is a uWSGI process that forks workers: they start the agent instead."""
+        if self._uwsgi_worker is not None:
+            return not self._uwsgi_worker
+        if not _uwsgi.running_in_uwsgi():
+            return False
+        self._uwsgi_worker = False
+        # Started by now when this is a worker already; else by each worker's post-fork hook.
+        _uwsgi.defer_to_workers(self._start_in_uwsgi_worker)
+        return True
+
+    def _start_in_uwsgi_worker(self) -> None:
+        if self._uwsgi_worker is not False:  # stopped before the worker was forked
+            return
+        self._uwsgi_worker = True
+        self.start()
+
     def stop(self, timeout_seconds: Optional[float] = None) -> None:
         """Stop sampling, export what was collected (within the deadline), release resources."""
         with self._lock:
+            if self._uwsgi_worker is False:
+                self._uwsgi_worker = None  # its workers are not to start it any more
             if not self._started:
                 return
             self._started = False

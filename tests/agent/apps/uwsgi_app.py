@@ -1,0 +1,66 @@
+"""A Flask app for the uWSGI tests: ``GET /slow`` is slow because of ``slow_checksum``.
+
+The OpenTelemetry SDK and the Flask instrumentation are set up here, in the module uWSGI loads
+(in its master, or in each worker with ``--lazy-apps``). With ``UWSGI_APP_STARTS_OTELPROF`` set
+the module also calls ``otelprof.start()`` (settings from the environment). Each request waits
+at a barrier until ``BARRIER_PARTIES`` requests are in (files in ``BARRIER_DIR``), so concurrent
+requests are served by distinct single-threaded workers, and computes until this worker's
+sampler has ticked three times inside ``slow_checksum``.
+"""
+
+import hashlib
+import os
+import pathlib
+import threading
+import time
+
+from flask import Flask
+from opentelemetry import trace
+from opentelemetry.instrumentation.flask import FlaskInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+
+import otelprof
+
+if os.environ.get("UWSGI_APP_STARTS_OTELPROF"):
+    otelprof.start()
+
+app = Flask(__name__)
+trace.set_tracer_provider(TracerProvider())
+FlaskInstrumentor().instrument_app(app)
+application = app
+
+DEADLINE_SECONDS = 30.0
+
+
+def _ticks() -> int:
+    profiler = otelprof.get_profiler()
+    return profiler.sampler._interval.ticks if profiler is not None else 0
+
+
+def slow_checksum() -> bool:
+    """Whether the sampler ticked three times while this ran (False: gave up at the deadline)."""
+    start, deadline = _ticks(), time.monotonic() + DEADLINE_SECONDS
+    digest = b""
+    while _ticks() < start + 3:
+        if time.monotonic() > deadline:
+            return False
+        for i in range(2000):
+            digest = hashlib.sha256(digest + str(i).encode()).digest()
+    return True
+
+
+def _barrier() -> None:
+    directory = pathlib.Path(os.environ["BARRIER_DIR"])
+    parties = int(os.environ.get("BARRIER_PARTIES", "1"))
+    (directory / f"{os.getpid()}-{threading.get_ident()}").touch()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while len(list(directory.iterdir())) < parties and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling a condition with a deadline, not a timing assumption
+
+
+@app.route("/slow")
+def slow() -> str:
+    _barrier()
+    ticked = slow_checksum()
+    trace_id = trace.get_current_span().get_span_context().trace_id
+    return f"pid={os.getpid()} trace={trace_id:032x} ticked={ticked}\n"
