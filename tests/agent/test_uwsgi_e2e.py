@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pathlib
 import re
-import signal
 import subprocess
 import urllib.request
 from collections import defaultdict
@@ -44,10 +43,15 @@ def _serve_and_stop(
     parties: int,
     **env: str,
 ) -> tuple:
-    """Start uWSGI, send ``parties`` concurrent /slow requests, stop it with SIGINT."""
-    log_path, barrier = tmp_path / "uwsgi.log", tmp_path / "barrier"
+    """Start uWSGI, send ``parties`` concurrent /slow requests, shut it down gracefully.
+
+    Graceful (the master FIFO's ``q``): a worker killed in the middle of a request (SIGINT,
+    SIGQUIT) skips Python's exit handlers, so whether it flushes would depend on timing.
+    """
+    log_path, barrier, fifo = tmp_path / "uwsgi.log", tmp_path / "barrier", tmp_path / "fifo"
     barrier.mkdir()
     command = [*prefix, str(UWSGI), "--http-socket", "127.0.0.1:0", "--master", *uwsgi_args]
+    command += ["--master-fifo", str(fifo)]
     command += ["--chdir", str(APPS), "--wsgi-file", str(APPS / "uwsgi_app.py")]
     env = child_env(BARRIER_DIR=str(barrier), BARRIER_PARTIES=str(parties), **env)
     with open(log_path, "w") as log:
@@ -70,7 +74,7 @@ def _serve_and_stop(
 
         with ThreadPoolExecutor(parties) as pool:
             answers = list(pool.map(get, range(parties)))
-        process.send_signal(signal.SIGINT)
+        fifo.write_text("q")
         returncode = process.wait(timeout=60)
     finally:
         process.kill()

@@ -1,11 +1,12 @@
 """A Flask app for the uWSGI tests: ``GET /slow`` is slow because of ``slow_checksum``.
 
-The OpenTelemetry SDK and the Flask instrumentation are set up here, in the module uWSGI loads
-(in its master, or in each worker with ``--lazy-apps``). With ``UWSGI_APP_STARTS_OTELPROF`` set
-the module also calls ``otelprof.start()`` (settings from the environment). Each request waits
-at a barrier until ``BARRIER_PARTIES`` requests are in (files in ``BARRIER_DIR``), so concurrent
-requests are served by distinct single-threaded workers, and computes until this worker's
-sampler has ticked three times inside ``slow_checksum``.
+The OpenTelemetry SDK is set up as OpenTelemetry's uWSGI recipe says: in each worker, from a
+``uwsgidecorators.postfork`` hook (directly with ``--lazy-apps``, where the app loads in each
+worker already). With ``UWSGI_APP_STARTS_OTELPROF`` set the module also calls
+``otelprof.start()`` (settings from the environment), after the app's hook was registered.
+Each request waits at a barrier until ``BARRIER_PARTIES`` requests are in (files in
+``BARRIER_DIR``), so concurrent requests are spread over the workers, and computes until this
+worker's sampler has ticked three times inside ``slow_checksum``.
 """
 
 import hashlib
@@ -14,18 +15,29 @@ import pathlib
 import threading
 import time
 
+import uwsgi  # type: ignore[import-not-found]
 from flask import Flask
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
+from uwsgidecorators import postfork  # type: ignore[import-not-found]
 
 import otelprof
+
+
+def init_tracing() -> None:
+    trace.set_tracer_provider(TracerProvider())
+
+
+if uwsgi.opt.get("lazy-apps"):
+    init_tracing()
+else:
+    postfork(init_tracing)
 
 if os.environ.get("UWSGI_APP_STARTS_OTELPROF"):
     otelprof.start()
 
 app = Flask(__name__)
-trace.set_tracer_provider(TracerProvider())
 FlaskInstrumentor().instrument_app(app)
 application = app
 
