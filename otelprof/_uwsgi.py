@@ -12,13 +12,12 @@ agent starts nothing and hands its start to uWSGI's post-fork hook, which runs i
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import logging
 import os
 import sys
 import threading
 from types import ModuleType
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional
 
 from otelprof import _threads
 
@@ -57,10 +56,8 @@ def defer_to_workers(start_in_worker: Callable[[], None]) -> None:
     """Have ``start_in_worker`` called where it is safe: in this process if it is a uWSGI worker
     already, else in each worker after uWSGI forked it. Nothing here raises."""
     api = _uwsgi_api()
-    if api is None:
-        # Too early to ask uWSGI anything: decide at the first import once it can answer (the
-        # application's own imports, in the master or, with --lazy-apps, in each worker).
-        sys.meta_path.insert(0, _DecideAtNextImport(start_in_worker))
+    if api is None:  # too early to ask uWSGI anything (otelprof run, opentelemetry-instrument)
+        _decide_when_uwsgi_is_ready(start_in_worker)
         return
     _decide(api, start_in_worker)
 
@@ -145,17 +142,25 @@ def _chain(first: Optional[Callable[[], None]], then: Callable[[], None]) -> Cal
     return run
 
 
-class _DecideAtNextImport(importlib.abc.MetaPathFinder):
-    """Finds nothing; at the first import after uWSGI filled in its module, removes itself
-    and decides (see :func:`defer_to_workers`)."""
+def _decide_when_uwsgi_is_ready(start_in_worker: Callable[[], None]) -> None:
+    """Decide at the first Python call once uWSGI filled in its module.
 
-    def __init__(self, start_in_worker: Callable[[], None]) -> None:
-        self._start_in_worker = start_in_worker
+    That is the application's module in the master, or with ``--lazy-apps`` uWSGI's own
+    post-fork work in each worker (it reseeds ``random``). An import hook would miss it when
+    every module the app imports is loaded already (under ``opentelemetry-instrument``, the
+    instrumentations import Flask or Django first). The profile function is removed at once;
+    it is only ever set on the thread that initialises Python, which is the one uWSGI forks.
+    """
+    if sys.getprofile() is not None:  # someone profiles this interpreter: leave it alone
+        _logger.warning(
+            "otelprof: a profile function is set while uWSGI starts; not profiling its workers"
+        )
+        return
 
-    def find_spec(
-        self, fullname: str, path: Optional[Sequence[str]], target: Optional[ModuleType] = None
-    ) -> None:
+    def probe(frame: Any, event: str, arg: Any) -> None:
         api = _uwsgi_api()
-        if api is not None and self in sys.meta_path:
-            sys.meta_path.remove(self)  # first: _decide imports modules itself
-            _decide(api, self._start_in_worker)
+        if api is not None:
+            sys.setprofile(None)
+            _decide(api, start_in_worker)
+
+    sys.setprofile(probe)

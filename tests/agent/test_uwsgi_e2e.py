@@ -127,3 +127,21 @@ def test_otelprof_start_in_the_app_module_under_uwsgi(tmp_path):
             OTEL_PYTHON_PROFILER_OUTPUT_DIR=str(tmp_path / "profiles"),
         )
     )
+
+
+def test_opentelemetry_instrument_profiles_each_uwsgi_worker(tmp_path):
+    # The instrumentations import Flask before uWSGI loads the app: nothing the app imports is
+    # new, and the agent still has to learn when uWSGI is ready.
+    _check_workers(
+        *_serve_and_stop(
+            tmp_path,
+            [str(BIN / "opentelemetry-instrument")],
+            ["--processes", "2"],
+            parties=2,
+            OTEL_PYTHON_PROFILER_ENABLED="true",
+            OTEL_PYTHON_PROFILER_OUTPUT_DIR=str(tmp_path / "profiles"),
+            OTEL_TRACES_EXPORTER="none",
+            OTEL_METRICS_EXPORTER="none",
+            OTEL_LOGS_EXPORTER="none",
+        )
+    )

@@ -29,7 +29,11 @@ def init_tracing() -> None:
     trace.set_tracer_provider(TracerProvider())
 
 
-if uwsgi.opt.get("lazy-apps"):
+# Under opentelemetry-instrument the SDK and the Flask instrumentation are there already.
+INSTRUMENTED = isinstance(trace.get_tracer_provider(), TracerProvider)
+if INSTRUMENTED:
+    pass
+elif uwsgi.opt.get("lazy-apps"):
     init_tracing()
 else:
     postfork(init_tracing)
@@ -38,7 +42,8 @@ if os.environ.get("UWSGI_APP_STARTS_OTELPROF"):
     otelprof.start()
 
 app = Flask(__name__)
-FlaskInstrumentor().instrument_app(app)
+if not INSTRUMENTED:
+    FlaskInstrumentor().instrument_app(app)
 application = app
 
 DEADLINE_SECONDS = 30.0
