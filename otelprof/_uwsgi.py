@@ -24,8 +24,8 @@ from otelprof import _threads
 _logger = logging.getLogger("otelprof")
 
 THREADS_DISABLED = (
-    "otelprof: uWSGI runs with Python threads disabled, so the profiler's threads would never "
-    "run: profiling is off. Start uWSGI with --enable-threads (or --threads N), or upgrade to "
+    "otelprof: uWSGI runs with Python threads disabled, so the profiler's threads cannot sample "
+    "its workers: profiling is off. Start uWSGI with --enable-threads (or --threads N), or use "
     "uWSGI 2.0.27 or newer, where threads are on by default"
 )
 
