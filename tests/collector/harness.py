@@ -120,6 +120,9 @@ def http_post(
     )
 
 
+BIND_ATTEMPTS = 3
+
+
 class ServiceProcess:
     """``python -m collector_processor --config FILE`` as a child process on loopback ports."""
 
@@ -140,6 +143,18 @@ class ServiceProcess:
         self.process: Optional[subprocess.Popen[bytes]] = None
 
     def start(self, extra_args: Sequence[str] = ()) -> ServiceProcess:
+        # A port picked free (or kept for a restart) can be taken in between by any process on
+        # the machine, for a moment (a client's ephemeral port): try again a few times then.
+        for _ in range(BIND_ATTEMPTS - 1):
+            try:
+                return self._start_once(extra_args)
+            except AssertionError as error:
+                if "address already in use" not in str(error):
+                    raise
+                self.ensure_stopped()
+        return self._start_once(extra_args)
+
+    def _start_once(self, extra_args: Sequence[str]) -> ServiceProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         self.process = subprocess.Popen(
