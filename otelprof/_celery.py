@@ -26,7 +26,12 @@ def connect_pool_child_shutdown(stop_all: Callable[[], None]) -> None:
         return
     try:
 
-        def on_pool_child_shutdown(**_: object) -> None:
+        def on_pool_child_shutdown(exitcode: object = None, **_: object) -> None:
+            # A negative code: the pool is terminating this child (a hard time limit, a
+            # cold shutdown) and kills it outright moments later; a flush would only race
+            # that kill and hold back the child's last message to the pool.
+            if isinstance(exitcode, int) and exitcode < 0:
+                return
             stop_all()
 
         signals.worker_process_shutdown.connect(

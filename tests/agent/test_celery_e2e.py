@@ -19,6 +19,7 @@ from tests.agent.e2e import APPS, BIN, OTELPROF, child_env, load_requests, resou
 from tests.agent.helpers import wait_until
 
 SLOW_FUNCTION = "checksum_ledger"
+EX_RECYCLE = 0x9B  # billiard's exit code for a child recycled by --max-tasks-per-child
 TASK_SPAN = "run/ledger.slow"  # opentelemetry-instrumentation-celery's consumer span
 
 
@@ -182,7 +183,11 @@ def test_a_profiler_started_after_celery_stops_on_the_pool_child_shutdown_signal
     try:
         profiler.start()
         assert profiler.running
-        worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+        # billiard's code for a child the pool is terminating (SIGTERM: hard time limit, cold
+        # shutdown): it is killed outright moments later, so no flush races that kill.
+        worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=-241)
+        assert profiler.running
+        worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=EX_RECYCLE)
         assert not profiler.running
     finally:
         profiler.stop()
