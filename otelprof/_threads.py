@@ -171,6 +171,12 @@ _gc_holders = 0
 _gc_restore = False
 
 
+def application_gc_enabled() -> bool:
+    """Whether the application has the cyclic GC on, looking through an agent thread's hold."""
+    with _gc_lock:
+        return _gc_restore if _gc_holders else gc.isenabled()
+
+
 def _forget_threads_after_fork_in_child() -> None:
     _running.clear()  # the parent's threads do not exist here
 

@@ -76,7 +76,7 @@ class ProfilerConfig:
     memory_traceback_depth: int = 8
     memory_overhead_cap_mib: float = 16.0
     memory_snapshot_interval_seconds: float = 10.0
-    leak_min_windows: int = 3
+    leak_min_windows: int = 5
     leak_min_bytes_per_second: float = 1024.0
     overhead_budget: float = 0.01
     window_signal: Optional[str] = None

@@ -6,7 +6,7 @@ import collections
 import logging
 import math
 from dataclasses import dataclass
-from typing import Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from otelprof.model import Attributes, Profile, Sample, Stack, ValueType
 from otelprof.windows.memory import INUSE_OBJECTS, INUSE_SPACE, HeapObservation
@@ -47,17 +47,26 @@ class LeakDetector:
     errors: a leak grows the heap, a cache at steady state frees one entry per entry it adds.
     Only growth inside windows counts, so the agent's own objects built between windows do not.
     Observations from continuous tracing see frees too and need no confirmation.
+
+    A window is measured from its middle (``HeapObservation.first_half``): objects that requests
+    in flight hold when it closes were allocated inside it and are live, so measured from its
+    start every stack that serves requests would grow in every window. From the middle, they are
+    matched by what requests in flight held then, and a stack must also have grown in each
+    second half by at least ``second_half_share`` of the most it held at any window's middle: a
+    leak grows it about as much in both halves, in-flight work only comes and goes.
     """
 
     def __init__(
         self,
-        min_observations: int = 3,
+        min_observations: int = 5,
         min_bytes_per_second: float = 1024.0,
         confirm_share: float = 0.5,
+        second_half_share: float = 0.5,
     ) -> None:
         self.min_observations = min_observations
         self.min_bytes_per_second = min_bytes_per_second
         self.confirm_share = confirm_share
+        self.second_half_share = second_half_share
         self._history: Deque[HeapObservation] = collections.deque(maxlen=min_observations)
         self._logged: Dict[Tuple[str, str], float] = {}
 
@@ -98,6 +107,8 @@ class LeakDetector:
                 if rate < self.min_bytes_per_second:
                     continue
                 objects_rate = growth_objects / observed_seconds
+                if not self._grew_in_both_halves(key, history):
+                    continue
                 if needs_confirmation and heap_blocks_floor < self.confirm_share * objects_rate:
                     continue
                 stack = observation.name(key)  # named only now: few stacks get this far
@@ -116,6 +127,18 @@ class LeakDetector:
                 )
         candidates.sort(key=lambda c: c.bytes_per_second, reverse=True)
         return candidates
+
+    def _grew_in_both_halves(self, key: Any, history: Deque[HeapObservation]) -> bool:
+        """Did the stack grow in each window's second half at least ``second_half_share`` as
+        fast as the most it held at any window's middle, per second of that first half?"""
+        held_rate = 0.0
+        second_rates = []
+        for observation in history:
+            if observation.first_half is not None and observation.first_half_seconds > 0:
+                held = observation.first_half.get(key, (0, 0))[0]
+                held_rate = max(held_rate, held / observation.first_half_seconds)
+                second_rates.append(observation.growth.get(key, (0, 0))[0] / observation.seconds)
+        return all(rate >= self.second_half_share * held_rate for rate in second_rates)
 
     def log(
         self, candidates: List[LeakCandidate], what: str = "memory windows", limit: int = 5

@@ -337,6 +337,10 @@ class WindowManager:
     ) -> Optional[str]:
         """Wait until the window's time is up, it is closed, or the engine must stop early."""
         deadline = None if length is None else started + length
+        # A memory window's leak observation starts halfway (see MemoryEngine.midpoint).
+        midpoint = None
+        if isinstance(engine, MemoryEngine) and not checkpoint and length is not None:
+            midpoint = started + length / 2
         snapshot_every = self.config.memory_snapshot_interval_seconds
         next_checkpoint = started + snapshot_every
         poll = MEMORY_POLL_SECONDS if isinstance(engine, MemoryEngine) else USAGE_PERIOD_SECONDS
@@ -350,6 +354,14 @@ class WindowManager:
             now = self._clock()
             if deadline is not None and now >= deadline:
                 return None
+            if midpoint is not None and now >= midpoint and isinstance(engine, MemoryEngine):
+                engine.midpoint()
+                midpoint = None
+                # The application stood still while the heap was collected and read: give the
+                # second half as much of its time as the first had.
+                if deadline is not None:
+                    deadline += self._clock() - now
+                continue
             if checkpoint and now >= next_checkpoint and isinstance(engine, MemoryEngine):
                 profiles: List[Profile] = []
                 observation = engine.checkpoint()
@@ -358,6 +370,8 @@ class WindowManager:
             wait = poll
             if deadline is not None:
                 wait = min(wait, deadline - now)
+            if midpoint is not None:
+                wait = min(wait, midpoint - now)
             if checkpoint:
                 wait = min(wait, max(0.0, next_checkpoint - now))
             self._window_wake.wait(max(0.0, wait))

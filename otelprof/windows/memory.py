@@ -15,6 +15,7 @@ Short-lived allocations that were freed before the window closed leave no record
 from __future__ import annotations
 
 import array
+import gc
 import logging
 import math
 import sys
@@ -22,6 +23,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar
 
+from otelprof._threads import application_gc_enabled
 from otelprof.model import TRUNCATED_FRAME, Attributes, Profile, Sample, Stack, ValueType
 from otelprof.windows.names import AGENT_DIR, FunctionNames
 
@@ -46,8 +48,10 @@ class HeapObservation:
     ``contiguous`` is True when tracing went on between observations (``otelprof run
     --memory``), so successive observations see every change; windowed observations each see
     only what was allocated while they were open. ``heap_blocks_per_second`` is the trend of the
-    process's count of live memory blocks (``sys.getallocatedblocks()``, sampled throughout,
-    with its standard error): it sees frees that tracemalloc, started with the window, cannot.
+    process's count of live memory blocks (``sys.getallocatedblocks()``, sampled throughout the
+    period, or a window's first half when it is measured from its middle; with its standard
+    error): it sees frees that tracemalloc, started with the window, cannot. ``end_seconds`` is
+    when the application last ran in the period: before the collection that ends it, if any.
     """
 
     start_seconds: float
@@ -59,6 +63,14 @@ class HeapObservation:
     start_unix_nano: int = 0
     end_unix_nano: int = 0
     attributes: Attributes = field(default=())
+    # True when a full garbage collection ran right before the end snapshot: the growth holds no
+    # garbage of reference cycles. (The heap trend, sampled before it, still may.)
+    collected: bool = False
+    # For a window measured from its middle: the growth of its first half, and how long that
+    # was. A leak grows a stack in both halves alike; what requests in flight hold is there at
+    # the middle as at the end, and grows it in the first half only.
+    first_half: Optional[Mapping[Any, Tuple[int, int]]] = None
+    first_half_seconds: float = 0.0
     # Growth keys -> named stacks (None: the agent's own); keys may be raw tracebacks.
     name: Callable[[Any], Optional[Stack]] = field(default=lambda key: key, compare=False)
 
@@ -233,6 +245,14 @@ class BlocksTrend:
         return slope, math.sqrt(residuals / (count - 2) / spread)
 
 
+def _clear_method_cache() -> None:
+    # Python 3.13 deprecates _clear_type_cache for _clear_internal_caches (which also clears
+    # the JIT's caches); both only make the next lookups slower, for a moment.
+    clear = getattr(sys, "_clear_internal_caches", None) or getattr(sys, "_clear_type_cache", None)
+    if clear is not None:
+        clear()
+
+
 class MemoryEngine:
     """Starts tracemalloc for a window (unless the application already traces) and reads it.
 
@@ -266,6 +286,9 @@ class MemoryEngine:
         self._since = (0.0, 0)
         self._trend = BlocksTrend()
         self.checkpoints = 0
+        self._first_half: Optional[Tuple[Dict[RawKey, Tuple[int, int]], float]] = None
+        self._settled_at = 0.0  # when the last settling began: the application's time ends there
+        self._trend_done = False
         # Held while tracemalloc is read or stopped: a restore() from another thread (a stop at
         # exit) waits for a snapshot in progress.
         self._lock = threading.RLock()
@@ -288,10 +311,40 @@ class MemoryEngine:
         self._trend = BlocksTrend()
         self._trend.sample(self._since[0])
         self.checkpoints = 0
+        self._first_half = None
+        self._trend_done = False
+
+    def midpoint(self) -> None:
+        """Halfway through a window: the baseline its leak observation is measured from.
+
+        Objects of requests in flight when the window closes were allocated inside it and are
+        still live, so measured from the window's start every stack that serves requests would
+        grow in every window. Measured from its middle, they are matched by the objects of the
+        requests that were in flight then: a leak still grows the stack, serving does not.
+        """
+        self._settle()
+        with self._lock:
+            if self._tracemalloc is None or not self._tracemalloc.is_tracing():
+                return  # stopped meanwhile: should_close() says so next
+            snapshot = self._tracemalloc.take_snapshot()
+        raw = raw_heap(snapshot)
+        del snapshot
+        self._raw_last = raw
+        self._since = (self._monotonic(), self._unix_ns())
+        # The heap trend is the first half's: a full collection empties the interpreter's free
+        # lists (tens of thousands of blocks), and refilling them would read as growth.
+        self._trend_done = True
+        # A collection of a large heap takes tens of milliseconds, during which the application
+        # allocates nothing: each half's rates are over the time before its settling began.
+        self._first_half = (
+            heap_difference(raw, self._raw_start),
+            self._settled_at - self._opened[0],
+        )
 
     def sample(self) -> None:
         """Called while the window is open: one more point of the live-blocks trend."""
-        self._trend.sample(self._monotonic())
+        if not self._trend_done:
+            self._trend.sample(self._monotonic())
 
     def should_close(self) -> Optional[str]:
         tracemalloc = self._tracemalloc
@@ -307,13 +360,14 @@ class MemoryEngine:
 
     def checkpoint(self, attributes: Attributes = ()) -> HeapObservation:
         """The heap's change since the previous checkpoint; tracing goes on."""
+        collected = self._settle()
         with self._lock:
             if self._tracemalloc is None or not self._tracemalloc.is_tracing():
                 raise RuntimeError("tracemalloc is not tracing")
             snapshot = self._tracemalloc.take_snapshot()
         raw = raw_heap(snapshot)
         del snapshot
-        observation = self._observation(raw, True, attributes)
+        observation = self._observation(raw, True, attributes, collected)
         self.checkpoints += 1
         return observation
 
@@ -323,6 +377,8 @@ class MemoryEngine:
         Tracing stops (if the window started it) right after the snapshot, before any naming.
         """
         try:
+            contiguous = self.checkpoints > 0
+            collected = self._settle()
             with self._lock:
                 if self._tracemalloc is None:
                     raise RuntimeError("the window was stopped from outside")
@@ -331,7 +387,7 @@ class MemoryEngine:
                 self._restore()
             raw = raw_heap(snapshot)
             del snapshot
-            observation = self._observation(raw, self.checkpoints > 0, attributes)
+            observation = self._observation(raw, contiguous, attributes, collected)
             raw_growth = heap_difference(raw, self._raw_start)
             growth = name_heap(raw_growth, self.stacks)
             alloc = growth if started_empty else name_heap(positive(raw_growth), self.stacks)
@@ -344,23 +400,65 @@ class MemoryEngine:
             self.restore()
             self._raw_start = self._raw_last = {}
 
+    def _settle(self) -> bool:
+        """Free what is live only until the interpreter gets round to it; True if it collected.
+
+        Objects in reference cycles stay live until a collection of the oldest generation,
+        which on a busy service can be minutes apart: without one, per-request garbage looks
+        like a leak to every window in between. An application that turned the collector off
+        keeps that garbage for good, so it is left alone, and its cycles are reported like any
+        other growth. CPython's method cache (4096 entries) holds a reference to each attribute
+        name it caches, and a name built per call (``getattr(self, "do_" + command)`` in
+        ``http.server``) takes a new entry each time: thousands of them fill up over minutes,
+        which every window would see as growth of the line that built the name. The heap trend
+        gets its last point just before.
+        """
+        started = self._settled_at = self._monotonic()
+        if not self._trend_done:
+            self._trend.sample(started)
+        collected = application_gc_enabled()
+        found = gc.collect() if collected else 0
+        _clear_method_cache()
+        _logger.debug(
+            "otelprof: heap settled for the leak detector: %.1f ms, %d objects collected",
+            (self._monotonic() - started) * 1000,
+            found,
+        )
+        return collected
+
     def _observation(
-        self, raw: RawHeap, contiguous: bool, attributes: Attributes
+        self,
+        raw: RawHeap,
+        contiguous: bool,
+        attributes: Attributes,
+        collected: bool = False,
     ) -> HeapObservation:
+        """``collected``: a garbage collection ran just before ``raw`` was taken."""
         start_s, start_ns = self._since
         now_s, now_ns = self._monotonic(), self._unix_ns()
-        self._trend.sample(now_s)
+        end_s = self._settled_at if collected else now_s
+        if not collected and not self._trend_done:
+            self._trend.sample(now_s)
+        # else the trend's last point is from just before the collection: the collection also
+        # empties the interpreter's free lists, whose blocks are no part of the heap's trend.
+        heap_blocks_per_second, heap_blocks_error = self._trend.slope()
         observation = HeapObservation(
             start_s,
-            now_s,
+            end_s,
             heap_difference(raw, self._raw_last),
             contiguous,
-            *self._trend.slope(),
+            heap_blocks_per_second,
+            heap_blocks_error,
             start_ns,
             now_ns,
             attributes,
+            collected=collected,
+            first_half=None if self._first_half is None else self._first_half[0],
+            first_half_seconds=0.0 if self._first_half is None else self._first_half[1],
             name=self._name,
         )
+        self._first_half = None
+        self._trend_done = False
         self._raw_last = raw
         self._since = (now_s, now_ns)
         self._trend = BlocksTrend()

@@ -224,7 +224,7 @@ _KEYWORD_SAMPLES = {
     "memory_traceback_depth": ("4", 4),
     "memory_overhead_cap_mib": ("8", 8.0),
     "memory_snapshot_interval_seconds": ("5", 5.0),
-    "leak_min_windows": ("5", 5),
+    "leak_min_windows": ("4", 4),
     "leak_min_bytes_per_second": ("2048", 2048.0),
     "overhead_budget": ("0.02", 0.02),
     "window_signal": ("SIGUSR2", "SIGUSR2"),

@@ -447,19 +447,20 @@ def test_profiles_merge_equal_stacks_of_one_thread_and_tag():
 def test_gc_holds_nest_and_restore_what_was_there():
     import gc
 
-    from otelprof._threads import gc_held_off
+    from otelprof._threads import application_gc_enabled, gc_held_off
 
     assert gc.isenabled()
     with gc_held_off():
         with gc_held_off():  # the sampler and the exporter at once
             assert not gc.isenabled()
+            assert application_gc_enabled()  # what the application chose, seen through a hold
         assert not gc.isenabled()  # still held by the first
     assert gc.isenabled()
     gc.disable()  # the application's own choice is kept
     try:
         with gc_held_off():
-            pass
-        assert not gc.isenabled()
+            assert not application_gc_enabled()
+        assert not gc.isenabled() and not application_gc_enabled()
     finally:
         gc.enable()
 
