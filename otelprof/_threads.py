@@ -208,6 +208,13 @@ def _main_thread_ident() -> Optional[int]:
     then :func:`unlisted_thread` cannot find the main thread that gevent re-keyed)."""
     if threading.current_thread() is threading.main_thread():
         return _unpatched.get_ident()
+    # After eventlet's monkey_patch() the main thread's current_thread() is a green stand-in;
+    # on Linux the main thread is the one whose kernel thread id is the process id.
+    try:
+        if _unpatched.get_native_id() == os.getpid():
+            return _unpatched.get_ident()
+    except Exception:
+        pass
     return None
 
 

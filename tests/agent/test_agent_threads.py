@@ -116,3 +116,19 @@ def test_a_thread_that_cannot_start_is_not_left_running(monkeypatch) -> None:  #
     with pytest.raises(RuntimeError, match="can't start new thread"):
         start_agent_thread("otelprof-test-refused", lambda: None)
     assert running_agent_threads() == before
+
+
+def test_the_main_thread_is_known_when_otelprof_is_imported_after_eventlet_patched() -> None:
+    # Under eventlet the main thread's current_thread() is a green stand-in, and threading
+    # lists it under a greenlet's id: without knowing the OS main thread, Python 3.10 (which
+    # has no other way to its kernel thread id) sampled it with no CPU at all.
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings; warnings.simplefilter('ignore');"
+        "import eventlet; eventlet.monkey_patch();"
+        "from otelprof import _threads, _unpatched;"
+        "raise SystemExit(0 if _threads._main_ident == _unpatched.get_ident() else 1)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
