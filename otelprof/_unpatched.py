@@ -98,3 +98,29 @@ class Event:
         if passed:
             self._gate.release()
         return passed or self._flag
+
+
+def blocking_name_resolution() -> None:
+    """Under gevent, make the calling agent thread resolve host names by blocking.
+
+    With ``socket`` patched, a connection made on an agent thread (the HTTP exporter's) goes
+    through a gevent hub of that thread, whose default resolver runs ``getaddrinfo`` in a pool
+    of native threads, started on first use. At exit, where the last export happens, Python
+    3.12+ refuses to start threads ("can't create new thread at interpreter shutdown"), so the
+    last profiles were lost. An agent thread has no greenlets to run while it waits, so blocking
+    costs it nothing. Cheap to call before every connection: the patching may come later.
+    """
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is None:
+        return
+    try:
+        if not monkey.is_module_patched("socket"):
+            return
+        import importlib
+
+        resolver_class = importlib.import_module("gevent.resolver.blocking").Resolver
+        hub = importlib.import_module("gevent").get_hub()
+        if not isinstance(hub.resolver, resolver_class):
+            hub.resolver = resolver_class(hub)
+    except Exception:  # an old or odd gevent: its default resolver then
+        pass

@@ -81,6 +81,7 @@ class OTLPHttpProfileExporter:
             return ExportResult(ExportStatus.PERMANENT, f"HTTP export to {self._url}: {error}")
         if session is None:
             return SHUT_DOWN
+        _unpatched.blocking_name_resolution()
         try:
             body = request.SerializeToString()
             if self._gzip:

@@ -132,3 +132,34 @@ def test_the_main_thread_is_known_when_otelprof_is_imported_after_eventlet_patch
         "raise SystemExit(0 if _threads._main_ident == _unpatched.get_ident() else 1)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+
+
+def test_an_agent_thread_resolves_names_without_starting_threads_under_gevent() -> None:
+    # gevent's default resolver runs getaddrinfo in native threads it starts on first use; at
+    # exit (the last export) Python 3.12+ refuses to start one, and the profiles were lost.
+    import subprocess
+    import sys
+
+    code = """
+import os
+from gevent import monkey
+monkey.patch_all()
+import socket
+from otelprof import _unpatched
+from otelprof._threads import start_agent_thread
+
+result = {}
+def resolve():
+    _unpatched.blocking_name_resolution()
+    before = len(os.listdir("/proc/self/task"))
+    socket.getaddrinfo("127.0.0.1", 4318)
+    result["started"] = len(os.listdir("/proc/self/task")) - before
+
+thread = start_agent_thread("otelprof-test", resolve)
+thread.join(60)
+raise SystemExit(0 if result == {"started": 0} else f"threads started: {result}")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr

@@ -219,7 +219,9 @@ def test_with_the_collector_off_cyclic_garbage_is_a_leak(manager, caplog):
     finally:
         gc.enable()
         gc.collect()
-    assert {c.stack[0].function for c in handles[2].leaks} == {"handle_request_cyclic"}
+    # (Before Python 3.11 each Session's __dict__ is a block of its own, made in __init__.)
+    leaking = {c.stack[0].function for c in handles[2].leaks}
+    assert "handle_request_cyclic" in leaking and leaking <= {"handle_request_cyclic", "__init__"}
 
 
 # -- the detector on its own ---------------------------------------------------------------------
