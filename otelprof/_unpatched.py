@@ -101,7 +101,8 @@ class Event:
 
 
 def blocking_name_resolution() -> None:
-    """Under gevent, make the calling agent thread resolve host names by blocking.
+    """Under gevent, make the calling agent thread resolve host names by blocking (only ever
+    called on an agent thread: on an application's thread it would block all its greenlets).
 
     With ``socket`` patched, a connection made on an agent thread (the HTTP exporter's) goes
     through a gevent hub of that thread, whose default resolver runs ``getaddrinfo`` in a pool

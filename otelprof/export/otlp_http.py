@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple, Union
 import requests
 
 from otelprof import _unpatched
+from otelprof._threads import AGENT_THREAD_IDENTS
 from otelprof.export._common import (
     SHUT_DOWN,
     USER_AGENT,
@@ -81,7 +82,8 @@ class OTLPHttpProfileExporter:
             return ExportResult(ExportStatus.PERMANENT, f"HTTP export to {self._url}: {error}")
         if session is None:
             return SHUT_DOWN
-        _unpatched.blocking_name_resolution()
+        if _unpatched.get_ident() in AGENT_THREAD_IDENTS:  # never the application's own hub
+            _unpatched.blocking_name_resolution()
         try:
             body = request.SerializeToString()
             if self._gzip:
