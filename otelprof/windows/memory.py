@@ -433,14 +433,13 @@ class MemoryEngine:
         attributes: Attributes,
         collected: bool = False,
     ) -> HeapObservation:
-        """``collected``: a garbage collection ran just before ``raw`` was taken."""
+        """``raw`` was taken right after :meth:`_settle`; ``collected``: it collected."""
         start_s, start_ns = self._since
         now_s, now_ns = self._monotonic(), self._unix_ns()
-        end_s = self._settled_at if collected else now_s
-        if not collected and not self._trend_done:
-            self._trend.sample(now_s)
-        # else the trend's last point is from just before the collection: the collection also
-        # empties the interpreter's free lists, whose blocks are no part of the heap's trend.
+        # The period ends where the settling began: the application stood still after that, and
+        # the trend's last point is from just before it (a collection empties the interpreter's
+        # free lists, whose blocks are no part of the heap's trend).
+        end_s = self._settled_at
         heap_blocks_per_second, heap_blocks_error = self._trend.slope()
         observation = HeapObservation(
             start_s,
