@@ -11,12 +11,11 @@ from typing import Callable, Dict, List, Tuple
 import pytest
 
 from otelprof.config import resolve_config
-from otelprof.model import Frame, Profile
-from otelprof.windows.handle import WindowHandle
+from otelprof.model import Frame
 from otelprof.windows.leaks import LeakDetector, leak_profiles
 from otelprof.windows.manager import WindowManager
 from otelprof.windows.memory import HeapObservation
-from tests.windows.helpers import by_leaf, profile_of
+from tests.windows.helpers import by_leaf
 
 LEAKED: List[bytes] = []
 CACHE: Dict[int, bytes] = {}
@@ -46,9 +45,8 @@ class Session:
 
 
 def handle_request_cyclic(i: int) -> int:
-    session = Session(
-        b"z" * 2048 + i.to_bytes(4, "big")
-    )  # garbage, but only the collector frees it
+    # Garbage once the request returns, but only the collector frees it.
+    session = Session(b"z" * 2048 + i.to_bytes(4, "big"))
     return len(session.payload)
 
 
@@ -103,13 +101,6 @@ def _windows(manager: WindowManager, count: int, seconds: float):
         assert handle.wait(60) and handle.error is None
         handles.append(handle)
     return handles
-
-
-def _window_heap(handle: WindowHandle) -> Profile:
-    """The window's own live-heap growth (not a leak profile)."""
-    return profile_of(
-        [p for p in handle.profiles if "otelprof.profile" not in dict(p.attributes)], "inuse_space"
-    )
 
 
 @pytest.fixture(autouse=True)
@@ -180,8 +171,7 @@ def test_a_bounded_cache_and_garbage_are_not_reported(manager, caplog, heap):
 def test_garbage_of_reference_cycles_is_not_reported(manager, caplog, rare_collections):
     with caplog.at_level(logging.WARNING, logger="otelprof"), Service(handle_request_cyclic):
         handles = _windows(manager, 5, 0.3)
-    # The garbage is live in the windows that did not collect it, and grows the heap there.
-    assert "handle_request_cyclic" in by_leaf(_window_heap(handles[0]))
+    # (Before the windows collected the garbage, handle_request_cyclic was reported.)
     assert [h.leaks for h in handles] == [[], [], [], [], []]
     assert not [r for r in caplog.records if "leak" in r.getMessage()]
 
