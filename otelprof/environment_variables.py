@@ -156,7 +156,7 @@ OTEL_PYTHON_PROFILER_LEAK_MIN_WINDOWS = "OTEL_PYTHON_PROFILER_LEAK_MIN_WINDOWS"
 Successive memory windows (or snapshots) in which a stack's live bytes must have grown before it
 is reported as a leak candidate. Default ``5``; range 2 to 100. At 3, a leak-free server that
 starts a thread per request had its thread and connection churn reported in 2 of 4 one-minute
-runs of 1 s windows every 3 s; at 5, in none of 3 (see the leak report in docs/windows.md).
+runs of 1 s windows every 3 s; at 5, in none of 7 (see the leak report in docs/windows.md).
 """
 
 OTEL_PYTHON_PROFILER_LEAK_MIN_RATE = "OTEL_PYTHON_PROFILER_LEAK_MIN_RATE"
