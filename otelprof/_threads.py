@@ -109,9 +109,27 @@ def _name_current_thread(name: str) -> Optional[threading.Thread]:
         thread = threading.current_thread()
         thread.name = name
         setattr(thread, AGENT_THREAD_MARK, True)
+        _disarm_stand_in_cleanup()
         return thread
     except Exception:
         return None
+
+
+class _NoCleanup:
+    """What 3.13's per-thread stand-in cleanup becomes on an agent thread (see below)."""
+
+
+def _disarm_stand_in_cleanup() -> None:
+    """Python 3.13 ties the stand-in to a thread-local whose ``__del__`` takes threading's lock
+    to remove it from ``threading._active`` when the thread ends. An agent thread that ends
+    during finalization (past a stop deadline at exit) ran it after threading's globals were
+    cleared: "Exception ignored in _DeleteDummyThreadOnDel.__del__" on stderr. The agent removes
+    its stand-ins itself (:func:`_forget_thread_name`, which survives that), so that object is
+    made inert."""
+    info = getattr(threading, "_thread_local_info", None)
+    cleanup = getattr(info, "_track_dummy_thread_ref", None)
+    if cleanup is not None and type(cleanup).__name__ == "_DeleteDummyThreadOnDel":
+        cleanup.__class__ = _NoCleanup
 
 
 def _forget_thread_name(thread: Optional[threading.Thread]) -> None:

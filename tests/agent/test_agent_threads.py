@@ -163,3 +163,27 @@ raise SystemExit(0 if result == {"started": 0} else f"threads started: {result}"
         [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_an_agent_thread_ending_late_in_finalization_leaves_no_error_behind() -> None:
+    # Python 3.13 ties the stand-in Thread that threading.current_thread() makes for a thread
+    # it did not start to a thread-local whose __del__ takes threading's lock when the thread
+    # ends. An agent thread that ends during finalization (a gunicorn gevent worker's, past its
+    # stop deadline) ran it after threading's globals were cleared: "Exception ignored in
+    # _DeleteDummyThreadOnDel.__del__". Simulated here by clearing the lock before it ends.
+    import subprocess
+    import sys
+
+    code = """
+import threading
+from otelprof._threads import start_agent_thread
+
+def end_as_in_finalization():
+    threading._active_limbo_lock = None
+
+start_agent_thread("otelprof-test", end_as_in_finalization).join(60)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0 and "Exception ignored" not in result.stderr, result.stderr
