@@ -63,9 +63,6 @@ class HeapObservation:
     start_unix_nano: int = 0
     end_unix_nano: int = 0
     attributes: Attributes = field(default=())
-    # True when a full garbage collection ran right before the end snapshot: the growth holds no
-    # garbage of reference cycles. (The heap trend, sampled before it, still may.)
-    collected: bool = False
     # For a window measured from its middle: the growth of its first half, and how long that
     # was. A leak grows a stack in both halves alike; what requests in flight hold is there at
     # the middle as at the end, and grows it in the first half only.
@@ -288,7 +285,6 @@ class MemoryEngine:
         self.checkpoints = 0
         self._first_half: Optional[Tuple[Dict[RawKey, Tuple[int, int]], float]] = None
         self._settled_at = 0.0  # when the last settling began: the application's time ends there
-        self._trend_done = False
         # Held while tracemalloc is read or stopped: a restore() from another thread (a stop at
         # exit) waits for a snapshot in progress.
         self._lock = threading.RLock()
@@ -312,7 +308,6 @@ class MemoryEngine:
         self._trend.sample(self._since[0])
         self.checkpoints = 0
         self._first_half = None
-        self._trend_done = False
 
     def midpoint(self) -> None:
         """Halfway through a window: the baseline its leak observation is measured from.
@@ -331,19 +326,21 @@ class MemoryEngine:
         del snapshot
         self._raw_last = raw
         self._since = (self._monotonic(), self._unix_ns())
-        # The heap trend is the first half's: a full collection empties the interpreter's free
-        # lists (tens of thousands of blocks), and refilling them would read as growth.
-        self._trend_done = True
-        # A collection of a large heap takes tens of milliseconds, during which the application
-        # allocates nothing: each half's rates are over the time before its settling began.
+        # From here on the heap trend is no longer sampled (see sample()). A collection of a
+        # large heap takes tens of milliseconds, during which the application allocates
+        # nothing: each half's rates are over the time before its settling began.
         self._first_half = (
             heap_difference(raw, self._raw_start),
             self._settled_at - self._opened[0],
         )
 
     def sample(self) -> None:
-        """Called while the window is open: one more point of the live-blocks trend."""
-        if not self._trend_done:
+        """Called while the window is open: one more point of the live-blocks trend.
+
+        Only until the middle, if the window has one: the heap trend is the first half's, as a
+        full collection empties the interpreter's free lists (tens of thousands of blocks), and
+        refilling them would read as growth."""
+        if self._first_half is None:
             self._trend.sample(self._monotonic())
 
     def should_close(self) -> Optional[str]:
@@ -360,14 +357,14 @@ class MemoryEngine:
 
     def checkpoint(self, attributes: Attributes = ()) -> HeapObservation:
         """The heap's change since the previous checkpoint; tracing goes on."""
-        collected = self._settle()
+        self._settle()
         with self._lock:
             if self._tracemalloc is None or not self._tracemalloc.is_tracing():
                 raise RuntimeError("tracemalloc is not tracing")
             snapshot = self._tracemalloc.take_snapshot()
         raw = raw_heap(snapshot)
         del snapshot
-        observation = self._observation(raw, True, attributes, collected)
+        observation = self._observation(raw, True, attributes)
         self.checkpoints += 1
         return observation
 
@@ -378,7 +375,7 @@ class MemoryEngine:
         """
         try:
             contiguous = self.checkpoints > 0
-            collected = self._settle()
+            self._settle()
             with self._lock:
                 if self._tracemalloc is None:
                     raise RuntimeError("the window was stopped from outside")
@@ -387,7 +384,7 @@ class MemoryEngine:
                 self._restore()
             raw = raw_heap(snapshot)
             del snapshot
-            observation = self._observation(raw, contiguous, attributes, collected)
+            observation = self._observation(raw, contiguous, attributes)
             raw_growth = heap_difference(raw, self._raw_start)
             growth = name_heap(raw_growth, self.stacks)
             alloc = growth if started_empty else name_heap(positive(raw_growth), self.stacks)
@@ -400,8 +397,8 @@ class MemoryEngine:
             self.restore()
             self._raw_start = self._raw_last = {}
 
-    def _settle(self) -> bool:
-        """Free what is live only until the interpreter gets round to it; True if it collected.
+    def _settle(self) -> None:
+        """Free what is live only until the interpreter gets round to it.
 
         Objects in reference cycles stay live until a collection of the oldest generation,
         which on a busy service can be minutes apart: without one, per-request garbage looks
@@ -414,26 +411,23 @@ class MemoryEngine:
         gets its last point just before.
         """
         started = self._settled_at = self._monotonic()
-        if not self._trend_done:
+        if self._first_half is None:
             self._trend.sample(started)
-        collected = application_gc_enabled()
-        found = gc.collect() if collected else 0
+        found = gc.collect() if application_gc_enabled() else 0
         _clear_method_cache()
         _logger.debug(
             "otelprof: heap settled for the leak detector: %.1f ms, %d objects collected",
             (self._monotonic() - started) * 1000,
             found,
         )
-        return collected
 
     def _observation(
         self,
         raw: RawHeap,
         contiguous: bool,
         attributes: Attributes,
-        collected: bool = False,
     ) -> HeapObservation:
-        """``raw`` was taken right after :meth:`_settle`; ``collected``: it collected."""
+        """``raw`` was taken right after :meth:`_settle`."""
         start_s, start_ns = self._since
         now_s, now_ns = self._monotonic(), self._unix_ns()
         # The period ends where the settling began: the application stood still after that, and
@@ -451,13 +445,11 @@ class MemoryEngine:
             start_ns,
             now_ns,
             attributes,
-            collected=collected,
             first_half=None if self._first_half is None else self._first_half[0],
             first_half_seconds=0.0 if self._first_half is None else self._first_half[1],
             name=self._name,
         )
         self._first_half = None
-        self._trend_done = False
         self._raw_last = raw
         self._since = (now_s, now_ns)
         self._trend = BlocksTrend()
