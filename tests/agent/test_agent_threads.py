@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from typing import List
 
@@ -118,28 +120,29 @@ def test_a_thread_that_cannot_start_is_not_left_running(monkeypatch) -> None:  #
     assert running_agent_threads() == before
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter: for what only a process of its own can show."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
 def test_the_main_thread_is_known_when_otelprof_is_imported_after_eventlet_patched() -> None:
     # Under eventlet the main thread's current_thread() is a green stand-in, and threading
     # lists it under a greenlet's id: without knowing the OS main thread, Python 3.10 (which
     # has no other way to its kernel thread id) sampled it with no CPU at all.
-    import subprocess
-    import sys
-
     code = (
         "import warnings; warnings.simplefilter('ignore');"
         "import eventlet; eventlet.monkey_patch();"
         "from otelprof import _threads, _unpatched;"
         "raise SystemExit(0 if _threads._main_ident == _unpatched.get_ident() else 1)"
     )
-    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 0
+    assert _python(code).returncode == 0
 
 
 def test_an_agent_thread_resolves_names_without_starting_threads_under_gevent() -> None:
     # gevent's default resolver runs getaddrinfo in native threads it starts on first use; at
     # exit (the last export) Python 3.12+ refuses to start one, and the profiles were lost.
-    import subprocess
-    import sys
-
     code = """
 import os
 from gevent import monkey
@@ -159,9 +162,7 @@ thread = start_agent_thread("otelprof-test", resolve)
 thread.join(60)
 raise SystemExit(0 if result == {"started": 0} else f"threads started: {result}")
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
-    )
+    result = _python(code)
     assert result.returncode == 0, result.stderr
 
 
@@ -171,9 +172,6 @@ def test_an_agent_thread_ending_late_in_finalization_leaves_no_error_behind() ->
     # ends. An agent thread that ends during finalization (a gunicorn gevent worker's, past its
     # stop deadline) ran it after threading's globals were cleared: "Exception ignored in
     # _DeleteDummyThreadOnDel.__del__". Simulated here by clearing the lock before it ends.
-    import subprocess
-    import sys
-
     code = """
 import threading
 from otelprof._threads import start_agent_thread
@@ -183,7 +181,5 @@ def end_as_in_finalization():
 
 start_agent_thread("otelprof-test", end_as_in_finalization).join(60)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
-    )
+    result = _python(code)
     assert result.returncode == 0 and "Exception ignored" not in result.stderr, result.stderr
