@@ -318,14 +318,24 @@ CONFIGS: Dict[str, Config] = {
 
 def with_rate(name: str) -> Optional[Config]:
     """``otelprof@HZ`` or ``otelprof-no-windows@HZ``: that config at another sampling rate
-    (how the default rate was chosen: the highest that keeps the overhead in its budget)."""
+    (how the default rate was chosen: the highest that keeps the overhead in its budget).
+    ``pyroscope-io@HZ``: the native peer at that rate, to compare samplers at equal rates."""
     base_name, _, rate = name.partition("@")
     base = CONFIGS.get(base_name)
-    if base is None or not base_name.startswith("otelprof") or not rate:
+    if base is None or not rate:
         return None
     try:
-        float(rate)
+        hz = float(rate)
     except ValueError:
+        return None
+    if base is PYROSCOPE and hz.is_integer() and hz >= 1:
+        return dataclasses.replace(
+            base,
+            name=name,
+            description=base.description.replace("100 Hz", f"{int(hz)} Hz"),
+            argv=_launch("pyroscope", int(hz)),
+        )
+    if not base_name.startswith("otelprof"):
         return None
     return _with_env(
         base, name, f"sampling at {rate} Hz", {"OTEL_PYTHON_PROFILER_SAMPLING_RATE": rate}
