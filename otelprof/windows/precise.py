@@ -18,7 +18,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from otelprof import _unpatched
-from otelprof._threads import AGENT_THREAD_IDENTS, is_agent_thread
+from otelprof._threads import AGENT_THREAD_IDENTS, is_agent_thread, unlisted_thread
 from otelprof.model import (
     Attributes,
     Frame,
@@ -59,6 +59,25 @@ _NAME, _MODULE, _LINENO, _NCALL, _BUILTIN, _TTOT, _TSUB, _INDEX, _CHILDREN, _CTX
     12,
 )
 _YAPPI_MODULES = ("yappi.py", "_yappi")
+# Positions in the tuples of ``_yappi.enum_context_stats`` (what yappi's context stats read).
+_CONTEXT_ID, _CONTEXT_TID = 1, 2
+
+
+def greenlets_replace_threads() -> bool:
+    """Whether gevent or eventlet made ``threading`` green: then many greenlets take turns on one
+    OS thread, and yappi must follow them (its greenlet backend) or its per-thread call stacks
+    get the calls and returns of every greenlet on the thread mixed up."""
+    gevent_monkey = sys.modules.get("gevent.monkey")
+    try:
+        if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
+            return True
+    except Exception:
+        pass
+    eventlet_patcher = sys.modules.get("eventlet.patcher")
+    try:
+        return bool(eventlet_patcher is not None and eventlet_patcher.is_monkey_patched("thread"))
+    except Exception:
+        return False
 
 
 class WindowUnavailable(Exception):
@@ -309,6 +328,7 @@ class PreciseEngine:
         self._tags: Optional[SpanTags] = None
         self._threads: Dict[int, Tuple[int, str]] = {}
         self._agent_threads: Set[int] = set()
+        self._greenlets = False  # yappi's greenlet backend, chosen for this window
         self._lock = threading.RLock()
         self.running = False
 
@@ -337,6 +357,11 @@ class PreciseEngine:
         try:
             if self._previous_clock != self.clock_type:
                 yappi.set_clock_type(self.clock_type)
+            self._greenlets = greenlets_replace_threads()
+            if self._greenlets:
+                # Resets the context callbacks: ours are set after it. The greenlets' own
+                # contexts keep the span tags right too (each greenlet has its own context).
+                yappi.set_context_backend("greenlet")
             self._tags = None
             if self.tag_spans and sys.maxsize > 2**32 and SpanTags.tracing_configured():
                 self._tags = SpanTags(self.span_to_tag)
@@ -353,14 +378,22 @@ class PreciseEngine:
             raise
 
     def _context_name(self) -> str:
-        thread = threading.current_thread()
         ident = _unpatched.get_ident()  # as in AGENT_THREAD_IDENTS (gevent patches threading's)
-        self._threads[ident] = (_unpatched.get_native_id(), thread.name)
+        thread: Optional[threading.Thread]
+        if self._greenlets:
+            # One context per greenlet, named after the OS thread it runs on, as the stack
+            # sampler names it (current_thread() would make a stand-in Thread per greenlet).
+            thread = threading._active.get(ident) or unlisted_thread(ident)  # type: ignore[attr-defined]
+            name = thread.name if thread is not None else f"Thread-{ident}"
+        else:
+            thread = threading.current_thread()
+            name = thread.name
+        self._threads[ident] = (_unpatched.get_native_id(), name)
         if is_agent_thread(ident, thread):
             # Remembered now: an agent thread that ends before the window closes (the sampler,
             # stopped first at exit under ``otelprof run --precise``) is gone from the set then.
             self._agent_threads.add(ident)
-        return thread.name
+        return name
 
     def close(
         self, start_unix_nano: int, duration_nano: int, attributes: Attributes = ()
@@ -378,7 +411,9 @@ class PreciseEngine:
             try:
                 yappi.stop()
                 pits = _enumerate_pits(yappi)
-                threads = _thread_labels(yappi, self._threads, self._agent_threads)
+                threads = _thread_labels(
+                    _contexts(yappi, self._greenlets), self._threads, self._agent_threads
+                )
                 tags = self._tags
             finally:
                 self._restore()
@@ -412,6 +447,9 @@ class PreciseEngine:
             lambda: yappi.set_context_name_callback(None),
             yappi.clear_stats,
         ]
+        if self._greenlets:
+            self._greenlets = False
+            steps.append(lambda: yappi.set_context_backend("native_thread"))
         if self._previous_clock is not None and self._previous_clock != self.clock_type:
             previous = self._previous_clock
             steps.append(lambda: yappi.set_clock_type(previous))
@@ -449,8 +487,23 @@ def _enumerate_pits(yappi: Any) -> List[Sequence[Any]]:
     return pits
 
 
+def _contexts(yappi: Any, greenlets: bool) -> List[Tuple[int, int, str]]:
+    """(context id, OS thread ident, name) of every context yappi recorded: one per thread, or
+    one per greenlet with the ident of the thread it ran on (which yappi's public greenlet
+    stats leave out, so they are read from the extension, as yappi itself reads them)."""
+    if not greenlets:
+        return [(stat.id, stat.tid, str(stat.name)) for stat in yappi.get_thread_stats()]
+    import _yappi
+
+    rows: List[Sequence[Any]] = []
+    _yappi.enum_context_stats(rows.append)
+    return [(row[_CONTEXT_ID], row[_CONTEXT_TID], str(row[0])) for row in rows]
+
+
 def _thread_labels(
-    yappi: Any, seen: Dict[int, Tuple[int, str]], agent_threads: Set[int]
+    contexts: Sequence[Tuple[int, int, str]],
+    seen: Dict[int, Tuple[int, str]],
+    agent_threads: Set[int],
 ) -> ThreadLabels:
     """yappi contexts of application threads -> (native thread id, thread name).
 
@@ -458,8 +511,8 @@ def _thread_labels(
     started during the window registers itself after its first Python call).
     """
     labels: ThreadLabels = {}
-    for stat in yappi.get_thread_stats():
-        if stat.tid in agent_threads or stat.tid in AGENT_THREAD_IDENTS:
+    for context_id, tid, name in contexts:
+        if tid in agent_threads or tid in AGENT_THREAD_IDENTS:
             continue
-        labels[stat.id] = seen.get(stat.tid, (stat.tid, str(stat.name)))
+        labels[context_id] = seen.get(tid, (tid, name))
     return labels
