@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, Hashable, List, Optional, Tuple
 
 from otelprof import _unpatched
 from otelprof._threads import AGENT_THREAD_IDENTS, native_id_of
-from otelprof.frames import FrameResolver
+from otelprof.frames import shared_resolver
 from otelprof.model import (
     CPU_NANOS,
     WALL_NANOS,
@@ -66,6 +66,7 @@ class GCSampler:
         self._labels: Dict[int, Tuple[int, str]] = {}
         self.collections = 0
         self.total_nanos = 0
+        self._resolver = shared_resolver()  # kept across drains, as the stack sampler's
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -127,7 +128,7 @@ class GCSampler:
             counts, self._counts = self._counts, {}
             labels = dict(self._labels)
             self._labels.clear()
-        resolver = FrameResolver()
+        resolver = self._resolver
         out = []
         for (key, ident, tag), (nanos, codes) in counts.items():
             native_id, name = labels.get(ident, (ident, ""))

@@ -18,7 +18,7 @@ from otelprof._threads import (
     start_agent_thread,
     unlisted_thread,
 )
-from otelprof.frames import FrameResolver
+from otelprof.frames import FrameResolver, shared_resolver
 from otelprof.model import (
     CPU_NANOS,
     TRUNCATED_FRAME,
@@ -143,6 +143,8 @@ class StackSampler:
         self._stop = _unpatched.Event()
         self._stopping_ident: Optional[int] = None  # the thread in stop(), left out meanwhile
         self._thread: Optional[AgentThread] = None
+        # Kept across drains: a code object's frames are decoded once while it lives.
+        self._resolver = shared_resolver()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -283,8 +285,7 @@ class StackSampler:
         now_unix = self._unix_clock_ns()
         with self._lock:
             interval, self._interval = self._interval, _Interval(now_unix)
-        resolver = FrameResolver()
-        stacks = StackInterner(resolver)
+        stacks = StackInterner(self._resolver)
         samples = []
         for (key, ident, tag), (cpu, wall, count, codes) in interval.counts.items():
             native_id, name = interval.thread_labels.get(ident, (ident, ""))
