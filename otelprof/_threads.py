@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import threading
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from otelprof import _unpatched
 
@@ -248,6 +248,13 @@ def unlisted_thread(ident: int) -> Optional[threading.Thread]:
     """The Thread of OS thread ``ident`` when ``threading._active`` has no entry for it: the
     main thread after gevent's ``patch_all()``, which re-keys it under its greenlet's id."""
     return threading.main_thread() if ident == _main_ident else None
+
+
+def thread_of(ident: int) -> Optional[threading.Thread]:
+    """The Thread of OS thread ``ident`` (``threading._active`` keyed by OS idents, or the main
+    thread gevent re-keyed); None for a thread ``threading`` did not start."""
+    active: Dict[int, threading.Thread] = threading._active  # type: ignore[attr-defined]
+    return active.get(ident) or unlisted_thread(ident)
 
 
 def native_id_of(ident: int, thread: Optional[threading.Thread]) -> Optional[int]:

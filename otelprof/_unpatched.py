@@ -100,6 +100,22 @@ class Event:
         return passed or self._flag
 
 
+def threads_are_green() -> bool:
+    """Whether gevent or eventlet patched ``threading``: then many greenlets take turns on each
+    OS thread (a precise window's yappi must then follow greenlets, not threads)."""
+    monkey = sys.modules.get("gevent.monkey")
+    try:
+        if monkey is not None and monkey.is_module_patched("threading"):
+            return True
+    except Exception:  # an old or odd gevent
+        pass
+    patcher = sys.modules.get("eventlet.patcher")
+    try:
+        return bool(patcher is not None and patcher.is_monkey_patched("thread"))
+    except Exception:
+        return False
+
+
 def blocking_name_resolution() -> None:
     """Under gevent, make the calling agent thread resolve host names by blocking (only ever
     called on an agent thread: on an application's thread it would block all its greenlets).

@@ -16,7 +16,7 @@ from otelprof._threads import (
     gc_held_off,
     native_id_of,
     start_agent_thread,
-    unlisted_thread,
+    thread_of,
 )
 from otelprof.frames import FrameResolver, shared_resolver
 from otelprof.model import (
@@ -43,7 +43,6 @@ Observer = Callable[[Hashable, Optional[CodeType], int, int], None]
 _StackKey = Tuple[int, ...]
 _TRUNCATED = -1
 
-_ThreadMap = Dict[int, threading.Thread]
 _NO_TAG = SampleTag()
 
 
@@ -217,7 +216,6 @@ class StackSampler:
         # The first tick has no measured interval; charge the nominal one.
         wall_delta = now - last if last is not None else int(self.interval_seconds * 1e9)
         first_tick = last is None
-        active: _ThreadMap = threading._active  # type: ignore[attr-defined]
         cpu_state = self._cpu_state
         tagger = self.tagger
         observer = self.observer
@@ -231,9 +229,7 @@ class StackSampler:
                 if ident in AGENT_THREAD_IDENTS or ident == self._stopping_ident:
                     continue
                 state = cpu_state.get(ident)
-                thread = active.get(ident)
-                if thread is None:
-                    thread = unlisted_thread(ident)
+                thread = thread_of(ident)
                 if state is None or state.thread is not thread:
                     state = cpu_state[ident] = _new_thread_state(ident, thread, self._kernel_id_of)
                     # A thread not seen before (or a reused ident). Its CPU clock counts from

@@ -18,7 +18,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from otelprof import _unpatched
-from otelprof._threads import AGENT_THREAD_IDENTS, is_agent_thread, unlisted_thread
+from otelprof._threads import AGENT_THREAD_IDENTS, is_agent_thread, thread_of
 from otelprof.model import (
     Attributes,
     Frame,
@@ -61,23 +61,6 @@ _NAME, _MODULE, _LINENO, _NCALL, _BUILTIN, _TTOT, _TSUB, _INDEX, _CHILDREN, _CTX
 _YAPPI_MODULES = ("yappi.py", "_yappi")
 # Positions in the tuples of ``_yappi.enum_context_stats`` (what yappi's context stats read).
 _CONTEXT_ID, _CONTEXT_TID = 1, 2
-
-
-def greenlets_replace_threads() -> bool:
-    """Whether gevent or eventlet made ``threading`` green: then many greenlets take turns on one
-    OS thread, and yappi must follow them (its greenlet backend) or its per-thread call stacks
-    get the calls and returns of every greenlet on the thread mixed up."""
-    gevent_monkey = sys.modules.get("gevent.monkey")
-    try:
-        if gevent_monkey is not None and gevent_monkey.is_module_patched("threading"):
-            return True
-    except Exception:
-        pass
-    eventlet_patcher = sys.modules.get("eventlet.patcher")
-    try:
-        return bool(eventlet_patcher is not None and eventlet_patcher.is_monkey_patched("thread"))
-    except Exception:
-        return False
 
 
 class WindowUnavailable(Exception):
@@ -357,7 +340,7 @@ class PreciseEngine:
         try:
             if self._previous_clock != self.clock_type:
                 yappi.set_clock_type(self.clock_type)
-            self._greenlets = greenlets_replace_threads()
+            self._greenlets = _unpatched.threads_are_green()
             if self._greenlets:
                 # Resets the context callbacks: ours are set after it. The greenlets' own
                 # contexts keep the span tags right too (each greenlet has its own context).
@@ -383,7 +366,7 @@ class PreciseEngine:
         if self._greenlets:
             # One context per greenlet, named after the OS thread it runs on, as the stack
             # sampler names it (current_thread() would make a stand-in Thread per greenlet).
-            thread = threading._active.get(ident) or unlisted_thread(ident)  # type: ignore[attr-defined]
+            thread = thread_of(ident)
             name = thread.name if thread is not None else f"Thread-{ident}"
         else:
             thread = threading.current_thread()
