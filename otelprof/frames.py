@@ -46,6 +46,13 @@ class _CodeFrames:
         self.frames: Dict[int, Frame] = {}
 
 
+def _line(entry: _CodeFrames, code: CodeType, lasti: int) -> int:
+    if not entry.starts:
+        return code.co_firstlineno
+    position = bisect.bisect_right(entry.starts, max(lasti, 0)) - 1
+    return entry.lines[max(position, 0)]
+
+
 class FrameResolver:
     """Frames of (code object, instruction offset) pairs, cached for as long as the code object
     lives.
@@ -74,11 +81,7 @@ class FrameResolver:
         return entry
 
     def line_for(self, code: CodeType, lasti: int) -> int:
-        entry = self._entry(code)
-        if not entry.starts:
-            return code.co_firstlineno
-        position = bisect.bisect_right(entry.starts, max(lasti, 0)) - 1
-        return entry.lines[max(position, 0)]
+        return _line(self._entry(code), code, lasti)
 
     def frame(self, code: CodeType, lasti: int) -> Frame:
         entry = self._entry(code)
@@ -87,7 +90,7 @@ class FrameResolver:
             frame = entry.frames[lasti] = Frame(
                 function=function_name(code),
                 filename=code.co_filename,
-                line=self.line_for(code, lasti),
+                line=_line(entry, code, lasti),
                 start_line=code.co_firstlineno,
             )
         return frame
