@@ -334,14 +334,15 @@ class MemoryEngine:
             self._settled_at - self._opened[0],
         )
 
-    def sample(self) -> None:
-        """Called while the window is open: one more point of the live-blocks trend.
+    def sample(self, at: Optional[float] = None) -> None:
+        """Called while the window is open: one more point of the live-blocks trend (now, or
+        at ``at`` on the monotonic clock).
 
         Only until the middle, if the window has one: the heap trend is the first half's, as a
         full collection empties the interpreter's free lists (tens of thousands of blocks), and
         refilling them would read as growth."""
         if self._first_half is None:
-            self._trend.sample(self._monotonic())
+            self._trend.sample(self._monotonic() if at is None else at)
 
     def should_close(self) -> Optional[str]:
         tracemalloc = self._tracemalloc
@@ -411,8 +412,7 @@ class MemoryEngine:
         gets its last point just before.
         """
         started = self._settled_at = self._monotonic()
-        if self._first_half is None:
-            self._trend.sample(started)
+        self.sample(started)
         found = gc.collect() if application_gc_enabled() else 0
         _clear_method_cache()
         _logger.debug(
